@@ -66,6 +66,11 @@ class Framer:
         self._mid_line = False  # self._buf[0] is in the middle of a line we are discarding
         self._last_data_at = 0.0
 
+    @property
+    def fed_until(self) -> int:
+        """File offset of the next byte this framer expects."""
+        return self.offset + len(self._buf)
+
     # -- feeding ---------------------------------------------------------------------------
 
     def feed(self, data: bytes, now: float) -> list[Record]:
@@ -87,6 +92,7 @@ class Framer:
             for start, end, groups in headers:
                 shift = self.offset - consumed_before
                 self._start_record(start - shift, end - shift, groups, out)
+            complete_end -= self.offset - consumed_before  # emitting consumed the buffer's front
             self._scanned = complete_end
             if self._pending is None:
                 self._drop_orphans(complete_end)

@@ -1,0 +1,139 @@
+"""Command line: `twitchminert run|replay|events`, with Prometheus-style flags.
+
+Usage and config errors print one line per problem and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+
+from . import __version__, daemon_log
+from .config import DEFAULT_CONFIG_FILE, Config, ConfigError, load_config
+from .metrics import StateCollector
+from .patterns import PatternError
+from .pipeline import RecordHandler, replay
+from .state import MinerState
+from .timestamps import LocalClock, zone
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="twitchminert", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"twitchminert {__version__}")
+    parser.add_argument("--log.level", dest="log_level", default="INFO", help="our own log level (default INFO)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="the daemon: follow TDM's logs and serve /metrics")
+    run.add_argument("--config.file", dest="config_file", type=Path, help=f"default {DEFAULT_CONFIG_FILE}")
+    run.add_argument("--web.listen-address", dest="listen_address", help="default 127.0.0.1:9797")
+
+    rep = commands.add_parser("replay", help="read log files once and print the final metrics")
+    rep.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    rep.add_argument("--patterns", action="append", type=Path, default=[], metavar="YAML")
+    rep.add_argument("--format", choices=("prom", "json"), default="prom")
+    rep.add_argument("--timezone", default="local", help="TDM's time zone (default: this machine's)")
+
+    events = commands.add_parser("events", help="list stored events, newest first")
+    events.add_argument("--config.file", dest="config_file", type=Path)
+    events.add_argument("--kind")
+    events.add_argument("--level")
+    events.add_argument("--limit", type=int, default=50)
+    return parser
+
+
+def _config(path: Path | None) -> Config:
+    if path is None:
+        return load_config(DEFAULT_CONFIG_FILE) if DEFAULT_CONFIG_FILE.exists() else Config()
+    return load_config(path)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .daemon import run
+
+    return run(_config(args.config_file), args.listen_address)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .daemon import build_patterns
+
+    missing = [str(f) for f in args.files if not f.is_file()]
+    if missing:
+        raise UsageError(f"replay: no such file: {missing[0]}")
+    try:
+        clock = LocalClock(zone(args.timezone))
+    except Exception:
+        raise UsageError(f"replay: --timezone: unknown time zone {args.timezone!r}") from None
+    handler = RecordHandler(build_patterns(tuple(args.patterns)), clock, MinerState(), keep_events=args.format == "json")
+    out = sys.stdout
+    if args.format == "json":
+        for path in args.files:
+            replay([path], handler)
+            for event in handler.take_events():
+                out.write(_event_json(event) + "\n")
+        return 0
+    replay(args.files, handler)
+    registry = CollectorRegistry()
+    registry.register(StateCollector(lambda: handler.state.snapshot(handler.state.last_record_time or 0.0)))
+    out.write(generate_latest(registry).decode())
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from .store import Store
+
+    config = _config(args.config_file)
+    if not config.store_file.exists():
+        raise UsageError(f"events: no store at {config.store_file} (has the daemon run?)")
+    with Store.open(config.store_file) as store:
+        for event in reversed(store.query_events(args.kind, args.level, limit=args.limit)):
+            sys.stdout.write(_event_json(event) + "\n")
+    return 0
+
+
+def _event_json(event) -> str:
+    return json.dumps(
+        {
+            "time": event.time,
+            "kind": event.kind.value,
+            "level": event.level,
+            "source": event.source,
+            "message": event.message,
+            "fields": dict(event.fields),
+        },
+        ensure_ascii=False,
+    )
+
+
+COMMANDS = {"run": cmd_run, "replay": cmd_replay, "events": cmd_events}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        try:
+            daemon_log.setup(args.log_level)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        return COMMANDS[args.command](args)
+    except (UsageError, ConfigError, PatternError) as error:
+        for line in str(error).splitlines() or [type(error).__name__]:
+            print(f"twitchminert: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

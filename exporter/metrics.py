@@ -1,0 +1,118 @@
+"""Prometheus metrics built fresh from a state snapshot at every scrape."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .state import MINER_STATUSES, SESSION_STATES, Snapshot
+
+COUNTER_HELP = {
+    "tdm_log_records_total": "Log records read from TDM's files, by level.",
+    "tdm_log_read_bytes_total": "Bytes of TDM's files turned into records.",
+    "tdm_log_rotations_total": "Times a followed file was rotated or replaced.",
+    "tdm_log_truncations_total": "Times a followed file was truncated in place (copytruncate).",
+    "tdm_log_oversized_records_total": "Records longer than the limit, cut.",
+    "tdm_events_total": "Recognised events, by kind.",
+    "tdm_drops_completed_total": "Drops whose progress reached the required minutes, by game.",
+    "tdm_drops_claimed_total": "Drops claimed (needs the GUI output mirror), by game.",
+    "tdm_drop_claim_failures_total": "Drop claims TDM reported as potentially failed.",
+    "tdm_channel_switches_total": "Changes of the watched channel.",
+    "tdm_channel_status_changes_total": "Channel status changes reported by TDM, by status.",
+    "tdm_websocket_reconnects_total": "Websocket reconnects.",
+    "tdm_task_crashes_total": "Exceptions in TDM's tasks, by task.",
+    "tdm_session_invalid_total": "Restored sessions found invalid (or client ID mismatch).",
+    "tdm_user_metric_series_dropped_total": "User pattern series dropped by the per-metric limit.",
+}
+# Always exported, so alerts and dashboards see a 0 instead of nothing.
+ALWAYS_PRESENT = (
+    "tdm_log_oversized_records_total",
+    "tdm_drop_claim_failures_total",
+    "tdm_channel_switches_total",
+    "tdm_websocket_reconnects_total",
+    "tdm_session_invalid_total",
+)
+
+
+class StateCollector(Collector):
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterable[Metric]:
+        snap = self._snapshot()
+        yield from _counters(snap)
+        yield from _user_gauges(snap)
+        yield from _gauges(snap)
+
+
+def _counters(snap: Snapshot) -> Iterable[Metric]:
+    families: dict[str, CounterMetricFamily] = {}
+    for (name, label_set), value in sorted(snap.counters.items()):
+        family = families.get(name)
+        if family is None:
+            doc = COUNTER_HELP.get(name) or snap.user_help.get(name, ("", name))[1]
+            family = families[name] = CounterMetricFamily(name, doc, labels=[k for k, _ in label_set])
+        family.add_metric([v for _, v in label_set], value)
+    for name in ALWAYS_PRESENT:
+        if name not in families:
+            families[name] = CounterMetricFamily(name, COUNTER_HELP[name], value=0)
+    return families.values()
+
+
+def _user_gauges(snap: Snapshot) -> Iterable[Metric]:
+    families: dict[str, GaugeMetricFamily] = {}
+    for (name, label_set), value in sorted(snap.gauges.items()):
+        family = families.get(name)
+        if family is None:
+            doc = snap.user_help.get(name, ("", name))[1]
+            family = families[name] = GaugeMetricFamily(name, doc, labels=[k for k, _ in label_set])
+        family.add_metric([v for _, v in label_set], value)
+    return families.values()
+
+
+def _gauges(snap: Snapshot) -> Iterable[Metric]:
+    if snap.last_record_time is not None:
+        yield GaugeMetricFamily(
+            "tdm_log_last_record_timestamp_seconds",
+            "Time of the newest record read (TDM's local time, converted).",
+            value=snap.last_record_time,
+        )
+    current = GaugeMetricFamily("tdm_drop_current_minutes", "Progress of the current drop.", labels=["drop", "game"])
+    required = GaugeMetricFamily("tdm_drop_required_minutes", "Minutes the current drop needs.", labels=["drop", "game"])
+    if snap.drop is not None:
+        current.add_metric([snap.drop.name, snap.drop.game], snap.drop.current)
+        required.add_metric([snap.drop.name, snap.drop.game], snap.drop.required)
+        yield GaugeMetricFamily(
+            "tdm_drop_last_progress_timestamp_seconds",
+            "When the current drop's progress last moved.",
+            value=snap.drop.last_progress_time,
+        )
+    yield current
+    yield required
+    watching = GaugeMetricFamily("tdm_watching_info", "The channel TDM watches (1).", labels=["channel", "game"])
+    if snap.channel:
+        watching.add_metric([snap.channel, snap.game or ""], 1)
+    yield watching
+    yield GaugeMetricFamily(
+        "tdm_websocket_connections", "Websocket shards connected now.", value=len(snap.websocket_shards)
+    )
+    yield GaugeMetricFamily(
+        "tdm_session_authenticated",
+        "1 when the last login check succeeded.",
+        value=1 if snap.session == "authenticated" else 0,
+    )
+    if snap.session_login_time is not None:
+        yield GaugeMetricFamily(
+            "tdm_session_login_timestamp_seconds", "Time of the last successful login.", value=snap.session_login_time
+        )
+    yield _one_hot("tdm_miner_status", "What TDM is doing (1 for the current status).", "status", MINER_STATUSES, snap.status)
+    yield _one_hot("tdm_session_state", "TDM's login session (1 for the current state).", "state", SESSION_STATES, snap.session)
+
+
+def _one_hot(name: str, doc: str, label: str, values: Iterable[str], current: str) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=[label])
+    for value in values:
+        family.add_metric([value], 1 if value == current else 0)
+    return family

@@ -1,0 +1,392 @@
+"""The state model: what TDM is doing, folded from events. Pure: no I/O, no clock, no locks.
+
+Counters are lifetime totals (persisted by the store with the positions that produced them);
+the rest is a small JSON-able picture of the miner's present.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from .events import Event, EventKind
+
+Labels = tuple[tuple[str, str], ...]
+CounterKey = tuple[str, Labels]
+
+MINER_STATUSES = (
+    "starting",
+    "mining",
+    "idle",
+    "login_required",
+    "no_campaigns",
+    "no_channels",
+    "offline",
+    "terminated",
+    "stopped",
+    "unknown",
+)
+SESSION_STATES = ("authenticated", "restoring", "login_required", "invalid", "unknown")
+CRITICAL_TASKS = frozenset({"_watch_loop", "_maintenance_task"})
+DEFAULT_USER_SERIES_LIMIT = 100
+DEFAULT_LOGIN_TIMEOUT = 180.0
+CLAIM_WINDOW = 24 * 3600.0
+KNOWN_GAMES_LIMIT = 64
+
+# Events that tell what the miner is doing now; everything else leaves the status alone.
+_STATUS_BY_KIND = {
+    EventKind.LOGIN_CHECKING: "starting",
+    EventKind.LOGIN_RESTORING: "starting",
+    EventKind.LOGIN_SUCCESSFUL: "starting",
+    EventKind.LOGIN_REQUIRED: "login_required",
+    EventKind.LOGIN_DEVICE_CODE: "login_required",
+    EventKind.WATCHING: "mining",
+    EventKind.DROP_PROGRESS: "mining",
+    EventKind.NO_ACTIVE_DROP: "idle",
+    EventKind.NO_CAMPAIGNS: "no_campaigns",
+    EventKind.NO_CHANNELS: "no_channels",
+    EventKind.CANNOT_CONNECT: "offline",
+    EventKind.TWITCH_DOWN: "offline",
+    EventKind.FATAL_ERROR: "terminated",
+    EventKind.APPLICATION_TERMINATED: "terminated",
+}
+_SHARD_DOWN = frozenset(
+    {
+        EventKind.WS_RECONNECTING,
+        EventKind.WS_STOPPED,
+        EventKind.WS_CLOSED,
+        EventKind.WS_CONNECTION_PROBLEM,
+        EventKind.WS_NO_PONG,
+        EventKind.WS_EXCEPTION,
+    }
+)
+_CHANNEL_STATUS = {
+    EventKind.CHANNEL_ONLINE: "online",
+    EventKind.CHANNEL_OFFLINE: "offline",
+    EventKind.CHANNEL_STAYS_OFFLINE: "stays_offline",
+    EventKind.CHANNEL_STATUS_UPDATED: "updated",
+}
+
+
+def labels(**pairs: str) -> Labels:
+    return tuple(sorted(pairs.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    name: str
+    game: str
+    current: int
+    required: int
+    source: str
+    last_progress_time: float  # when `current` last moved (record time)
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.current / self.required if self.required else 0.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A consistent copy for scrapes and API answers."""
+
+    counters: Mapping[CounterKey, float]
+    gauges: Mapping[CounterKey, float]  # user pattern gauges
+    user_help: Mapping[str, tuple[str, str]]  # metric -> (type, help)
+    status: str
+    session: str
+    session_login_time: float | None
+    drop: Drop | None
+    channel: str | None
+    game: str | None
+    websocket_shards: frozenset[int]
+    last_record_time: float | None
+    last_error: tuple[float, str] | None
+    claims_last_24h: int
+    claims_today: int
+    drops_per_hour: float
+
+
+@dataclass
+class MinerState:
+    user_series_limit: int = DEFAULT_USER_SERIES_LIMIT
+    login_timeout: float = DEFAULT_LOGIN_TIMEOUT
+
+    counters: dict[CounterKey, float] = field(default_factory=dict)
+    gauges: dict[CounterKey, float] = field(default_factory=dict)
+    user_help: dict[str, tuple[str, str]] = field(default_factory=dict)
+    status: str = "unknown"
+    session: str = "unknown"
+    checking_since: float | None = None
+    session_login_time: float | None = None
+    drop: Drop | None = None
+    completed: tuple[str, str] | None = None  # the last drop counted as completed
+    channel: str | None = None
+    game: str | None = None
+    known_games: list[str] = field(default_factory=list)
+    websocket_shards: set[int] = field(default_factory=set)
+    last_record_time: float | None = None
+    last_error: tuple[float, str] | None = None
+    claim_times: list[float] = field(default_factory=list)
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def count_record(self, level: str, time: float, truncated: bool = False) -> None:
+        self._inc("tdm_log_records_total", labels(level=level))
+        if truncated:
+            self._inc("tdm_log_oversized_records_total", ())
+        if self.last_record_time is None or time > self.last_record_time:
+            self.last_record_time = time
+
+    def count_file(self, key: str, read_bytes: int = 0, rotations: int = 0, truncations: int = 0) -> None:
+        file = labels(file=key)
+        for name, amount in (
+            ("tdm_log_read_bytes_total", read_bytes),
+            ("tdm_log_rotations_total", rotations),
+            ("tdm_log_truncations_total", truncations),
+        ):
+            if amount or (name, file) not in self.counters:
+                self._inc(name, file, amount)
+
+    def apply(self, event: Event) -> None:
+        kind = event.kind
+        if kind is EventKind.USER_METRIC:
+            self._apply_user_metric(event.fields)
+            return
+        self._inc("tdm_events_total", labels(kind=kind.value))
+        status = _STATUS_BY_KIND.get(kind)
+        if status is not None:
+            self.status = status
+        handler = _HANDLERS.get(kind)
+        if handler is not None:
+            handler(self, event)
+        if event.level == "ERROR" or kind in (EventKind.FATAL_ERROR, EventKind.TASK_CRASH):
+            self.last_error = (event.time, event.message.split("\n", 1)[0])
+
+    def set_stopped(self) -> None:
+        """The supervisor saw TDM's process end: nothing it said before is true any more."""
+        self.status = "stopped"
+        self.websocket_shards.clear()
+        self.channel = None
+
+    # -- event handlers --------------------------------------------------------------------
+
+    def _on_progress(self, event: Event) -> None:
+        f = event.fields
+        name, game = f["drop"], f["game"]
+        current, required = int(f["current"]), int(f["required"])
+        previous = self.drop
+        moved = previous is None or (previous.name, previous.game, previous.current) != (name, game, current)
+        last_progress = event.time if moved else previous.last_progress_time
+        self.drop = Drop(name, game, current, required, f.get("source", ""), last_progress)
+        self.game = game
+        self._remember_game(game)
+        if required and current >= required and self.completed != (name, game):
+            self.completed = (name, game)
+            self._inc("tdm_drops_completed_total", labels(game=game))
+
+    def _on_claimed(self, event: Event) -> None:
+        game = self._game_of_claim(event.fields.get("text", ""))
+        self._inc("tdm_drops_claimed_total", labels(game=game))
+        self.claim_times.append(event.time)
+        del self.claim_times[: max(0, len(self.claim_times) - 10_000)]
+
+    def _on_claim_failed(self, event: Event) -> None:
+        self._inc("tdm_drop_claim_failures_total", ())
+
+    def _on_watching(self, event: Event) -> None:
+        channel = event.fields.get("channel")
+        if channel != self.channel:
+            self._inc("tdm_channel_switches_total", ())
+            self.channel = channel
+
+    def _on_channel_status(self, event: Event) -> None:
+        self._inc("tdm_channel_status_changes_total", labels(status=_CHANNEL_STATUS[event.kind]))
+        if event.kind is EventKind.CHANNEL_OFFLINE and event.fields.get("channel") == self.channel:
+            self.channel = None
+
+    def _on_channel_updated(self, event: Event) -> None:
+        new_game = event.fields.get("new_game")
+        if new_game and event.fields.get("channel") == self.channel:
+            self.game = new_game
+
+    def _on_ws_connected(self, event: Event) -> None:
+        self.websocket_shards.add(int(event.fields.get("shard", 0)))
+
+    def _on_ws_down(self, event: Event) -> None:
+        self.websocket_shards.discard(int(event.fields.get("shard", 0)))
+        if event.kind is EventKind.WS_RECONNECTING:
+            self._inc("tdm_websocket_reconnects_total", ())
+
+    def _on_task_crash(self, event: Event) -> None:
+        task = event.fields.get("task", "unknown")
+        self._inc("tdm_task_crashes_total", labels(task=task))
+        if task in CRITICAL_TASKS or event.fields.get("critical"):
+            self.status = "terminated"
+
+    def _on_checking(self, event: Event) -> None:
+        # "Checking login" opens every TDM start: forget what the previous run left behind.
+        self.websocket_shards.clear()
+        self.channel = None
+        self.session = "unknown"
+        self.checking_since = event.time
+
+    def _on_restoring(self, event: Event) -> None:
+        self.session = "restoring"
+
+    def _on_login(self, event: Event) -> None:
+        self.session = "authenticated"
+        self.session_login_time = event.time
+        self.checking_since = None
+
+    def _on_login_required(self, event: Event) -> None:
+        if self.session != "invalid":
+            self.session = "login_required"
+        self.checking_since = None
+
+    def _on_invalid(self, event: Event) -> None:
+        self.session = "invalid"
+        self.checking_since = None
+        self._inc("tdm_session_invalid_total", ())
+
+    # -- user pattern metrics --------------------------------------------------------------
+
+    def _apply_user_metric(self, f: Mapping[str, Any]) -> None:
+        metric, kind = f["metric"], f["type"]
+        self.user_help.setdefault(metric, (kind, f.get("help") or metric))
+        key = (metric, tuple(sorted(f.get("labels", {}).items())))
+        store = self.counters if kind == "counter" else self.gauges
+        if key not in store and self._user_series(metric) >= self.user_series_limit:
+            self._inc("tdm_user_metric_series_dropped_total", labels(metric=metric))
+            return
+        value = float(f.get("value", 1.0))
+        if kind == "counter":
+            self._inc(metric, key[1], value)
+        else:
+            self.gauges[key] = value
+
+    def _user_series(self, metric: str) -> int:
+        return sum(1 for name, _ in self.counters if name == metric) + sum(
+            1 for name, _ in self.gauges if name == metric
+        )
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _inc(self, name: str, label_set: Labels, amount: float = 1.0) -> None:
+        key = (name, label_set)
+        self.counters[key] = self.counters.get(key, 0.0) + amount
+
+    def _remember_game(self, game: str) -> None:
+        if game in self.known_games:
+            return
+        self.known_games.append(game)
+        del self.known_games[: max(0, len(self.known_games) - KNOWN_GAMES_LIMIT)]
+
+    def _game_of_claim(self, text: str) -> str:
+        # "Claimed drop: <game> <rewards> (n/total)": the game is whichever known game prefixes it.
+        candidates = [g for g in self.known_games if text == g or text.startswith(g + " ")]
+        return max(candidates, key=len) if candidates else "unknown"
+
+    # -- outputs ---------------------------------------------------------------------------
+
+    def snapshot(self, now: float) -> Snapshot:
+        """`now` is wall-clock POSIX seconds, comparable with record times."""
+        recent = [t for t in self.claim_times if now - t <= CLAIM_WINDOW]
+        today = _local_midnight(now)
+        session = self.session
+        if self.checking_since is not None and now - self.checking_since > self.login_timeout:
+            session = "login_required"  # no success after "Checking login": waiting for a login
+        return Snapshot(
+            counters=dict(self.counters),
+            gauges=dict(self.gauges),
+            user_help=dict(self.user_help),
+            status=self.status,
+            session=session,
+            session_login_time=self.session_login_time,
+            drop=self.drop,
+            channel=self.channel,
+            game=self.game,
+            websocket_shards=frozenset(self.websocket_shards),
+            last_record_time=self.last_record_time,
+            last_error=self.last_error,
+            claims_last_24h=len(recent),
+            claims_today=sum(1 for t in recent if t >= today),
+            drops_per_hour=len(recent) / 24.0,
+        )
+
+    def totals(self) -> dict[CounterKey, float]:
+        return dict(self.counters)
+
+    def to_json(self) -> str:
+        """Everything but the counters (which the store keeps as totals)."""
+        drop = self.drop
+        return json.dumps(
+            {
+                "gauges": [[name, list(map(list, lab)), value] for (name, lab), value in self.gauges.items()],
+                "user_help": self.user_help,
+                "status": self.status,
+                "session": self.session,
+                "checking_since": self.checking_since,
+                "session_login_time": self.session_login_time,
+                "drop": None
+                if drop is None
+                else [drop.name, drop.game, drop.current, drop.required, drop.source, drop.last_progress_time],
+                "completed": self.completed,
+                "channel": self.channel,
+                "game": self.game,
+                "known_games": self.known_games,
+                "websocket_shards": sorted(self.websocket_shards),
+                "last_record_time": self.last_record_time,
+                "last_error": self.last_error,
+                "claim_times": self.claim_times[-1000:],
+            }
+        )
+
+    def restore(self, totals: Mapping[CounterKey, float], state_json: str | None) -> None:
+        self.counters = dict(totals)
+        if not state_json:
+            return
+        data = json.loads(state_json)
+        self.gauges = {(n, tuple(tuple(p) for p in lab)): v for n, lab, v in data.get("gauges", [])}
+        self.user_help = {k: tuple(v) for k, v in data.get("user_help", {}).items()}
+        for name in ("status", "session", "checking_since", "session_login_time", "channel", "game"):
+            setattr(self, name, data.get(name))
+        self.status = self.status or "unknown"
+        self.session = self.session or "unknown"
+        self.drop = Drop(*data["drop"]) if data.get("drop") else None
+        self.completed = tuple(data["completed"]) if data.get("completed") else None
+        self.known_games = list(data.get("known_games", []))
+        self.websocket_shards = set(data.get("websocket_shards", []))
+        self.last_record_time = data.get("last_record_time")
+        self.last_error = tuple(data["last_error"]) if data.get("last_error") else None
+        self.claim_times = list(data.get("claim_times", []))
+
+
+def _local_midnight(now: float) -> float:
+    local = datetime.datetime.fromtimestamp(now).astimezone()
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+_HANDLERS = {
+    EventKind.DROP_PROGRESS: MinerState._on_progress,
+    EventKind.DROP_CLAIMED: MinerState._on_claimed,
+    EventKind.CLAIM_FAILED: MinerState._on_claim_failed,
+    EventKind.WATCHING: MinerState._on_watching,
+    EventKind.CHANNEL_ONLINE: MinerState._on_channel_status,
+    EventKind.CHANNEL_OFFLINE: MinerState._on_channel_status,
+    EventKind.CHANNEL_STAYS_OFFLINE: MinerState._on_channel_status,
+    EventKind.CHANNEL_STATUS_UPDATED: MinerState._on_channel_status,
+    EventKind.CHANNEL_UPDATED: MinerState._on_channel_updated,
+    EventKind.WS_CONNECTED: MinerState._on_ws_connected,
+    EventKind.TASK_CRASH: MinerState._on_task_crash,
+    EventKind.LOGIN_CHECKING: MinerState._on_checking,
+    EventKind.LOGIN_RESTORING: MinerState._on_restoring,
+    EventKind.LOGIN_SUCCESSFUL: MinerState._on_login,
+    EventKind.LOGIN_REQUIRED: MinerState._on_login_required,
+    EventKind.LOGIN_DEVICE_CODE: MinerState._on_login_required,
+    EventKind.LOGIN_INVALID: MinerState._on_invalid,
+    EventKind.LOGIN_CLIENT_ID_MISMATCH: MinerState._on_invalid,
+    **{kind: MinerState._on_ws_down for kind in _SHARD_DOWN},
+}
