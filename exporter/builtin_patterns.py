@@ -1,8 +1,8 @@
-"""Every message TDM can show, as templates that read like its source (catalog sections 1 and 2).
+"""Every message TDM can show, as templates that read like its source (log catalog sections 1, 2).
 
 A template is the message with `{field}` where TDM inserts a value; `{_}` is a value we do not keep.
-Each template applies at the one level TDM uses for it; GUI texts come from our capture of the GUI box.
-Unreachable templates (the dead `_login` flow) and the DEBUG Request/Response/GQL dumps are left out.
+Each template applies at the one level TDM logs it at; GUI texts come from our capture of the GUI
+box. Left out: the unreachable `_login` flow and the DEBUG Request/Response/GQL dumps.
 """
 
 from __future__ import annotations
@@ -40,14 +40,14 @@ _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _TRACEBACK_TAIL = r"(?:\n(?s:.*))?"
 
 
-class _Invalid(Exception):
+class InvalidField(Exception):
     """A value matched the template's shape but cannot be typed (e.g. 5000 digits)."""
 
 
 def typed_fields(groups: Mapping[str, str | None]) -> dict[str, Any]:
     """Give the well-known field names their types; groups that did not take part are left out.
 
-    Raises `_Invalid` when an int field does not convert.
+    Raises `InvalidField` when an int field does not convert.
     """
     fields: dict[str, Any] = {}
     for name, value in groups.items():
@@ -57,11 +57,11 @@ def typed_fields(groups: Mapping[str, str | None]) -> dict[str, Any]:
             try:
                 fields[name] = int(value)
             except ValueError:
-                raise _Invalid(name) from None
+                raise InvalidField(name) from None
         elif name in _BOOL_FIELDS:
             fields[name] = value.startswith("✔")
         elif name == "code":  # websocket close code; aiohttp can report None
-            fields[name] = int(value) if value.isascii() and value.isdigit() else None
+            fields[name] = int(value) if value.isdecimal() and len(value) < 10 else None
         else:
             fields[name] = value
     return fields
@@ -140,6 +140,7 @@ class Builtin:
     regex: re.Pattern[str] = field(init=False)
     prefix: str = field(init=False)  # literal start; "" when the message starts with a value
     marker: str = field(init=False)  # first literal piece: must occur in the message
+    fixed: bool = field(init=False)  # no values in it: a string comparison decides
 
     def __post_init__(self) -> None:
         pieces = _PLACEHOLDER.split(self.template)  # literal, name, literal, name, ...
@@ -155,20 +156,23 @@ class Builtin:
         object.__setattr__(self, "regex", re.compile("".join(regex) + tail + r"\Z"))
         object.__setattr__(self, "prefix", pieces[0])
         object.__setattr__(self, "marker", pieces[0] or (pieces[2] if len(pieces) > 2 else ""))
+        object.__setattr__(self, "fixed", len(pieces) == 1 and not self.traceback)
 
     def fields(self, message: str) -> dict[str, Any] | None:
         """The event's fields if `message` is this template, else None."""
+        if self.fixed:
+            return dict(self.constants) if message == self.template else None
         match = self.regex.match(message)
         if match is None:
             return None
         try:
             fields = typed_fields(match.groupdict())
-        except _Invalid:
+            if self.derive is not None:
+                fields = self.derive(fields)
+        except InvalidField:
             return None
-        if self.derive is not None:
-            fields = self.derive(fields)
-            if fields is None:
-                return None
+        if fields is None:
+            return None
         return {**fields, **self.constants} if self.constants else fields
 
 
@@ -242,34 +246,53 @@ BUILTINS: tuple[Builtin, ...] = (
         _SWITCHING,
     ),
     Builtin(
-        "INFO", K.CHANNEL_STATUS_UPDATED, "{channel} status has been updated " + _EMOJI, _NOT_SWITCHING
+        "INFO",
+        K.CHANNEL_STATUS_UPDATED,
+        "{channel} status has been updated " + _EMOJI,
+        _NOT_SWITCHING,
     ),
     _ws("INFO", K.WS_CONNECTION_PROBLEM, " connection problem (sleep: {sleep_seconds}s)"),
     _ws("INFO", K.WS_CONNECTING, " connecting..."),
     _ws("INFO", K.WS_CONNECTED, " connected."),
     _ws("INFO", K.WS_STOPPED, " stopped."),
     # CALL: -vvv
-    Builtin("CALL", K.AVAILABLE_DROPS_FAILED, "AvailableDrops GQL call failed for channel: {channel}"),
+    Builtin(
+        "CALL", K.AVAILABLE_DROPS_FAILED, "AvailableDrops GQL call failed for channel: {channel}"
+    ),
     Builtin("CALL", K.WATCH_REQUEST_FAILED, "Watch requested failed for channel: {channel}"),
     Builtin("CALL", K.DROP_UNKNOWN, "Drop update from websocket: <Unknown>", _WEBSOCKET),
-    Builtin("CALL", K.DROP_PROGRESS, "Drop update from websocket: {drop_text}", _WEBSOCKET, _drop_progress),
+    Builtin(
+        "CALL",
+        K.DROP_PROGRESS,
+        "Drop update from websocket: {drop_text}",
+        _WEBSOCKET,
+        _drop_progress,
+    ),
     Builtin("CALL", K.DROP_UNKNOWN, "Drop progress from GQL: <Unknown>", _GQL),
     Builtin("CALL", K.DROP_PROGRESS, "Drop progress from GQL: {drop_text}", _GQL, _drop_progress),
     Builtin("CALL", K.DROP_UNKNOWN, "Drop progress from active search: <Unknown>", _SEARCH),
     Builtin(
-        "CALL", K.DROP_PROGRESS, "Drop progress from active search: {drop_text}", _SEARCH, _drop_progress
+        "CALL",
+        K.DROP_PROGRESS,
+        "Drop progress from active search: {drop_text}",
+        _SEARCH,
+        _drop_progress,
     ),
     Builtin("CALL", K.NO_ACTIVE_DROP, "No active drop could be determined"),
     Builtin("CALL", K.MAINTENANCE_WAIT, "Maintenance task waiting until: {until} ({trigger})"),
     Builtin("CALL", K.MAINTENANCE_CLEANUP, "Maintenance task requests channels cleanup"),
     Builtin("CALL", K.MAINTENANCE_RELOAD, "Maintenance task requests a reload"),
-    Builtin("CALL", K.CHANNEL_UPDATED, "Channel update from websocket: {update}", derive=_channel_update),
+    Builtin(
+        "CALL", K.CHANNEL_UPDATED, "Channel update from websocket: {update}", derive=_channel_update
+    ),
     Builtin("CALL", K.CHANNEL_STAYS_OFFLINE, "{channel} stays OFFLINE"),
     # GUI: only in the GUI Output box (English texts)
     Builtin("GUI", K.LOGGING_LEVEL, "Logging level: {level}"),
     Builtin("GUI", K.LOGIN_REQUIRED, "Please log in to continue."),
     Builtin(
-        "GUI", K.LOGIN_DEVICE_CODE, "Enter this code on the Twitch's device activation page: {user_code}"
+        "GUI",
+        K.LOGIN_DEVICE_CODE,
+        "Enter this code on the Twitch's device activation page: {user_code}",
     ),
     Builtin("GUI", K.WATCHING, "Watching: {channel}"),
     Builtin("GUI", K.CHANNEL_ONLINE, "{channel} goes ONLINE, switching...", _SWITCHING),
@@ -280,7 +303,9 @@ BUILTINS: tuple[Builtin, ...] = (
         K.NO_CAMPAIGNS,
         "No active campaigns to mine drops for. Waiting for an active campaign...",
     ),
-    Builtin("GUI", K.NO_CHANNELS, "No available channels to watch. Waiting for an ONLINE channel..."),
+    Builtin(
+        "GUI", K.NO_CHANNELS, "No available channels to watch. Waiting for an ONLINE channel..."
+    ),
     Builtin("GUI", K.TWITCH_DOWN, "Twitch is down, retrying in {retry_seconds} seconds..."),
     Builtin(
         "GUI",
@@ -291,6 +316,8 @@ BUILTINS: tuple[Builtin, ...] = (
     Builtin("GUI", K.EXITING, "Exiting..."),
     # printed as "\nApplication Terminated.\n...": matched after stripping the newlines around it
     Builtin(
-        "GUI", K.APPLICATION_TERMINATED, "Application Terminated.\nClose the window to exit the application."
+        "GUI",
+        K.APPLICATION_TERMINATED,
+        "Application Terminated.\nClose the window to exit the application.",
     ),
 )

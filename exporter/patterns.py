@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
@@ -28,6 +28,7 @@ _EVENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RESERVED_KINDS = frozenset(
     {EventKind.CUSTOM, EventKind.USER_METRIC, EventKind.SUPERVISOR, EventKind.CONFIG_CHANGE}
 )
+_KIND_VALUES = frozenset(kind.value for kind in EventKind)
 _PATTERN_KEYS = ("name", "regex", "levels", "event", "counter", "gauge")
 _OUTPUT_KEYS = ("event", "counter", "gauge")
 _METRIC_KEYS = ("metric", "help", "labels", "value")
@@ -70,6 +71,16 @@ class UserPattern:
     levels: frozenset[str] | None = None  # None: every level
     event: str | None = None  # an EventKind value, or the name of a custom event
     metric: UserMetric | None = None  # set instead of `event`
+    kind: EventKind = field(init=False, compare=False)  # what `event` names, or CUSTOM
+
+    def __post_init__(self) -> None:
+        if self.metric is not None:
+            kind = EventKind.USER_METRIC
+        elif self.event in _KIND_VALUES:
+            kind = EventKind(self.event)
+        else:
+            kind = EventKind.CUSTOM
+        object.__setattr__(self, "kind", kind)
 
     def match(self, message: str) -> tuple[EventKind, dict[str, Any]] | None:
         found = self.regex.search(message)
@@ -78,15 +89,14 @@ class UserPattern:
         groups = found.groupdict()
         if self.metric is not None:
             fields = self.metric.fields(groups)
-            return None if fields is None else (EventKind.USER_METRIC, fields)
+            return None if fields is None else (self.kind, fields)
         try:
             fields = typed_fields(groups)
         except InvalidField:
             return None
-        try:
-            return EventKind(self.event), fields
-        except ValueError:
-            return EventKind.CUSTOM, {**fields, "name": self.event}
+        if self.kind is EventKind.CUSTOM:
+            fields["name"] = self.event
+        return self.kind, fields
 
 
 class _LevelIndex:
@@ -153,20 +163,18 @@ class PatternSet:
         users = self._user_by_level.get(level, self._user_any_level)
         if builtins is None and not users:
             return []  # e.g. every DEBUG Request/Response record
-        message = redact(record.message)  # fields come from redacted text too, so never hold secrets
-        matches = []
+        message = redact(record.message)  # fields are cut from redacted text: no secrets
+        events = []
         if builtins is not None:
             # GUI prints can carry newlines around the text ("\nApplication Terminated.\n...")
             found = builtins.match(message.strip("\n"))
             if found is not None:
-                matches.append(found)
+                events.append(Event(found[0], time, level, record.source, message, found[1]))
         for pattern in users:
             found = pattern.match(message)
             if found is not None:
-                matches.append(found)
-        return [
-            Event(kind, time, level, record.source, message, fields) for kind, fields in matches
-        ]
+                events.append(Event(found[0], time, level, record.source, message, found[1]))
+        return events
 
 
 def load_user_patterns(path: str | os.PathLike[str]) -> list[UserPattern]:
@@ -255,7 +263,7 @@ def _levels(levels: object) -> frozenset[str] | None:
         raise ValueError(f"'levels' must be a non-empty list of level names, got {_shown(levels)}")
     for level in levels:
         if not isinstance(level, str) or level.upper() not in LEVELS:
-            raise ValueError(f"unknown level {level!r} (expected {', '.join(LEVELS)})")
+            raise ValueError(f"unknown level {level!r} (expected one of {', '.join(LEVELS)})")
     return frozenset(level.upper() for level in levels)
 
 

@@ -1,8 +1,8 @@
 """Redaction: blank out the secrets TDM writes into its log (catalog section 4).
 
 It runs on every stored record, so a few substring tests decide whether any regex runs at all.
-Each rule keeps the shape around the secret (key, cookie name, URL scheme) and replaces only the value,
-so a redacted record still reads like the original and redacting twice changes nothing.
+Each rule keeps the shape around the secret (key, cookie name, URL scheme) and replaces only the
+value, so a redacted record still reads like the original and redacting twice changes nothing.
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ _KEY_VALUE = re.compile(
 )
 
 # Cookie values: 'Set-Cookie': 'name=value; Domain=...' keeps the name and the attributes,
-# and TDM's own auth-token cookie wherever it shows up (jar or Morsel reprs).
+# and TDM's own auth-token cookie wherever it shows up (jar or Morsel reprs). A value stops at
+# "<" or ">" so that "<Morsel: auth-token=...>" keeps its bracket and "<redacted>" is left alone.
 _COOKIE = re.compile(
-    rf"((?:(?i:Set-Cookie){_Q}?:\s*{_Q}?[^=;'\"\s\\]+|\bauth-token)=)[^\s;,'\"\\]+"
+    rf"((?:(?i:Set-Cookie){_Q}?:\s*{_Q}?[^=;'\"\s\\]+|\bauth-token)=)[^\s;,'\"\\<>]+"
 )
 
 # Credentials in a URL: URL('http://user:pass@host:port') from a proxy setting.
@@ -54,6 +55,7 @@ _RULES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
 
 
 def _keep_prefix(match: re.Match[str]) -> str:
+    # each alternative captures exactly what it keeps in one group; the value is dropped
     return match[match.lastindex or 0] + REDACTED
 
 

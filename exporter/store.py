@@ -181,7 +181,10 @@ class Store:
                 # Deleting a share of the rows frees about that share of the pages. At least
                 # 100 rows per batch, so that near the budget the loop cannot crawl one row at a time.
                 want = math.ceil(rows * (used - max_bytes) / used)
-                deleted += self._delete_oldest(math.inf, min(max(want, 100), PRUNE_BATCH))
+                n = self._delete_oldest(math.inf, min(max(want, 100), PRUNE_BATCH))
+                if n == 0:  # only events stamped +inf are left; stop rather than spin
+                    break
+                deleted += n
         if deleted:
             with _failing(self.path, "prune"), self._write_lock:
                 # Give the freed pages back to the filesystem: the database file shrinks. Then copy the
@@ -202,7 +205,10 @@ class Store:
             ).rowcount
 
     def _usage(self) -> tuple[int, int]:
-        """(bytes in pages in use, event rows). Free pages are left out: deletes free pages but do not shrink the file."""
+        """(bytes in used pages, event rows).
+
+        Free pages are not counted: a delete frees pages, but the file keeps its size.
+        """
         with _failing(self.path, "prune"), self._write_lock:
             (pages,) = self._writer.execute("PRAGMA page_count").fetchone()
             (free,) = self._writer.execute("PRAGMA freelist_count").fetchone()
@@ -220,7 +226,10 @@ class Store:
 
     def load_positions(self) -> dict[str, Position]:
         rows = self._read("load positions", "SELECT key, dev, ino, offset, head_hash, head_len FROM positions")
-        return {key: Position(key, int(dev), int(ino), offset, head, head_len) for key, dev, ino, offset, head, head_len in rows}
+        return {
+            key: Position(key, int(dev), int(ino), offset, head_hash, head_len)
+            for key, dev, ino, offset, head_hash, head_len in rows
+        }
 
     def load_totals(self) -> dict[tuple[str, Labels], float]:
         rows = self._read("load totals", "SELECT name, labels, value FROM totals")
@@ -289,7 +298,7 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _failing(path: Path, action: str) -> Iterator[None]:
-    """Re-raise sqlite3 errors as StoreError naming the file and the step; other errors pass through unchanged."""
+    """Turn sqlite3 errors into StoreError, naming the file and the step. Other errors pass through."""
     try:
         yield
     except sqlite3.Error as exc:
@@ -308,11 +317,13 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         for statements in _MIGRATIONS[version:]:
             for statement in statements:
                 conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # PRAGMA takes no parameters; this is a constant
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # a constant: PRAGMA takes no parameters
 
 
 def _event(time: float, source: str, level: str, kind: str, fields: str, message: str) -> Event:
-    return Event(kind=_KINDS[kind], time=time, level=level, source=source, message=message, fields=json.loads(fields))
+    return Event(
+        kind=_KINDS[kind], time=time, level=level, source=source, message=message, fields=json.loads(fields)
+    )
 
 
 def _labels_json(labels: Labels) -> str:

@@ -10,16 +10,30 @@ one generation; the `Data` after it count offsets from 0 in the next one. For ea
 Rotation by rename is drained first: bytes appended to the renamed file before we switch are not lost.
 We stay on a renamed file while the new file at the path is still empty, because a writer that never
 reopens its log (TDM opens log.txt once) keeps writing to the renamed file.
+
+Reset reasons: "created" (a file appeared where there was none), "rotated" (the path names a new
+file; the old one, still linked under another name, was drained first), "truncated" (the followed file
+got shorter than what we had read: copytruncate), "replaced" (the followed file was deleted and another
+is at the path, its first bytes changed under the same inode, or the saved file is gone at resume),
+"deleted" (the followed file was deleted and nothing is at the path).
+
+Persisting: after handling a whole read() batch, persist `tail.position_at(committed)`, where
+`committed` is the offset up to which the caller has consumed the bytes of the current generation
+(it restarts at 0 after each Reset). Give that Position back to the constructor on the next start.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
+import fnmatch
 import glob
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Union
+from typing import Iterable, Mapping
 
 from .positions import HEAD_BYTES, Position
 
@@ -42,7 +56,7 @@ class Reset:
     reason: str  # one of RESET_REASONS; the next Data belongs to a new generation and starts at 0
 
 
-TailItem = Union[Data, Reset]
+TailItem = Data | Reset
 
 
 def head_hash(head: bytes) -> str:
@@ -65,9 +79,12 @@ def _find_by_ident(directory: Path, dev: int, ino: int) -> Path | None:
     try:
         with os.scandir(directory) as entries:
             for entry in entries:
-                if entry.inode() == ino and entry.is_file(follow_symlinks=False):
-                    if entry.stat(follow_symlinks=False).st_dev == dev:
-                        return Path(entry.path)
+                try:
+                    st = entry.stat(follow_symlinks=False)  # not entry.inode(): d_ino can differ on overlayfs
+                except FileNotFoundError:
+                    continue
+                if (st.st_dev, st.st_ino) == (dev, ino):
+                    return Path(entry.path)
     except (FileNotFoundError, NotADirectoryError):
         pass
     return None
@@ -78,6 +95,8 @@ class _Generation:
 
     def __init__(self, fd: int) -> None:
         st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
         self.fd = fd
         self.ident = (st.st_dev, st.st_ino)
         self.offset = 0
@@ -117,8 +136,8 @@ class FileTail:
     """Follow one path. `read()` returns the new bytes and the resets since the last call.
 
     Counters for metrics: `bytes_read`, `rotations` (renamed away), `truncations` (same file cut
-    short), `replacements` (deleted, or rewritten under the same inode). `last_error` is the last
-    OSError met (for example permission denied); read() records it instead of raising it.
+    short), `replacements` (deleted, or replaced by another file). `last_error` is the OSError the
+    last read() met (for example permission denied), or None: read() records it instead of raising.
     """
 
     def __init__(
@@ -151,10 +170,11 @@ class FileTail:
     def read(self) -> list[TailItem]:
         out: list[TailItem] = []
         self._budget = self.max_chunks
+        self.last_error = None
         try:
             if not self._started:
-                self._started = True
-                self._start(out)
+                self._start(out)  # if this raises, the next read() starts again from the saved position
+                self._started, self._saved = True, None
             elif self._gen is None:
                 self._open(self.path, out, "created")
             if self._gen is not None:
@@ -162,24 +182,33 @@ class FileTail:
                 self._follow(self._gen, out)
         except OSError as e:  # the items so far are consistent with our offsets: hand them out
             self.last_error = e
+            if not self._started:
+                self.close()
+                out.clear()
         self.pending = self._budget == 0
         return out
 
     def position(self) -> Position | None:
-        """Where reading has got to in the followed file; None while no file is followed."""
-        return None if self._gen is None else self._gen.position(self.key, self._gen.offset)
+        """Where reading has got to in the followed file; None while no file is followed.
+
+        Before the first read() it is the position given to the constructor, unchanged.
+        """
+        if self._gen is None:
+            return self._saved  # None once started
+        return self._gen.position(self.key, self._gen.offset)
 
     def position_at(self, offset: int) -> Position | None:
         """A Position for the followed file at `offset` (what the caller has committed), for persisting.
 
-        `offset` counts in the generation of the last Data returned (after the last Reset); None while
-        no file is followed (after a Reset("deleted"), or before the file exists).
+        `offset` counts in the generation of the last Data returned (after the last Reset). None while
+        no file is followed (before the file exists, or after a Reset("deleted")).
         """
-        if self._gen is None:
+        current = self.position()
+        if current is None:
             return None
-        if not 0 <= offset <= self._gen.offset:
-            raise ValueError(f"offset {offset!r} is outside 0..{self._gen.offset} for {self.key}")
-        return self._gen.position(self.key, offset)
+        if not 0 <= offset <= current.offset:
+            raise ValueError(f"offset {offset!r} is outside 0..{current.offset} for {self.key}")
+        return dataclasses.replace(current, offset=offset)
 
     def close(self) -> None:
         if self._gen is not None:
@@ -195,9 +224,8 @@ class FileTail:
     # --- internals ---
 
     def _start(self, out: list[TailItem]) -> None:
-        saved, self._saved = self._saved, None
-        if saved is not None:
-            self._resume(saved, out)
+        if self._saved is not None:
+            self._resume(self._saved, out)
         elif self._open(self.path, out) and self._start_at == "end":
             self._gen.seek(self._gen.size())
 
@@ -208,29 +236,34 @@ class FileTail:
         where = self.path if at_path else _find_by_ident(self.path.parent, *ident)
         if where is not None and self._open(where, out):
             gen = self._gen
-            gen.seek(saved.offset)
-            size = gen.size()
-            if gen.ident == ident and size >= saved.offset and len(gen.head) >= saved.head_len:
-                if head_hash(gen.head[: saved.head_len]) == saved.head_hash:
-                    return  # continue exactly where we were (the path or a rotated copy)
-                reason = "replaced"
-            else:
-                reason = "truncated"
-            if gen.ident == ident and at_path:  # the same file, changed while we were down: start it over
-                gen.seek(0)
-                self._reset(out, reason)
-                return
+            if gen.ident == ident:
+                gen.seek(saved.offset)
+                if gen.size() < saved.offset or len(gen.head) < saved.head_len:
+                    reason = "truncated"
+                elif head_hash(gen.head[: saved.head_len]) != saved.head_hash:
+                    reason = "replaced"
+                else:
+                    return  # continue exactly where we were, at the path or in a rotated copy
+                if at_path:  # the same file, changed while we were down: start it over
+                    gen.seek(0)
+                    self._reset(out, reason)
+                    return
             self.close()
         # The saved file is gone: whatever is at the path now is new to us.
-        if self._open(self.path, out):
-            self._reset(out, "replaced")
+        if not self._open(self.path, out, "replaced"):
+            self._reset(out, "deleted")
 
     def _open(self, path: Path, out: list[TailItem], reason: str | None = None) -> bool:
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # NONBLOCK: a FIFO must not hang us
         except (FileNotFoundError, NotADirectoryError):
             return False
-        self._gen = _Generation(fd)
+        try:
+            self._gen = _Generation(fd)
+        except OSError as e:
+            os.close(fd)
+            e.filename = os.fspath(path)
+            raise
         if reason is not None:
             self._reset(out, reason)
         return True
@@ -293,8 +326,10 @@ class GlobTail:
     """Follow every file matching `pattern`, discovering new ones on each read.
 
     One FileTail per matching path, keyed by the path as glob returns it. Files present at the first
-    read start as `start_at` says (or at their saved position); files found later start at 0 after a
-    Reset("created"). A tail is dropped once its file is gone and no longer matches.
+    read start as `start_at` says, or at their saved position; a saved key that matches the pattern
+    but whose file is gone (rotated away while we were down) is still resumed. Files found later start
+    at 0 after a Reset("created"). A tail is dropped once its file is gone and no longer matches.
+    Paths in `taken` (followed by another source) are skipped.
     """
 
     def __init__(
@@ -304,44 +339,45 @@ class GlobTail:
         start_at: str = "beginning",
         chunk_size: int = CHUNK_SIZE,
         max_chunks: int = MAX_CHUNKS,
+        taken: set[str] | None = None,
     ) -> None:
         if start_at not in START_AT:
             raise ValueError(f"start_at: expected 'beginning' or 'end', got {start_at!r}")
         self.pattern = pattern
         self.tails: dict[str, FileTail] = {}
         self.pending = False
-        self._positions = dict(positions or {})
+        self._positions = {k: p for k, p in (positions or {}).items() if fnmatch.fnmatchcase(k, pattern)}
         self._start_at = start_at
         self._chunk_size = chunk_size
         self._max_chunks = max_chunks
+        self._taken = taken if taken is not None else set()
         self._first = True
 
     def read(self) -> list[TailItem]:
         out: list[TailItem] = []
-        matched = sorted(glob.glob(self.pattern))
-        for path in matched:
-            if path not in self.tails:
-                start_at = self._start_at if self._first else "beginning"
-                position = self._positions.pop(path, None)
-                self.tails[path] = FileTail(path, path, position, start_at, self._chunk_size, self._max_chunks)
-                if not self._first:
-                    out.append(Reset(path, "created"))
+        matched = set(glob.glob(self.pattern))
+        found = matched | set(self._positions) if self._first else matched
+        for path in sorted(found - self._taken):
+            start_at = self._start_at if self._first else "beginning"
+            position = self._positions.pop(path, None)
+            self.tails[path] = FileTail(path, path, position, start_at, self._chunk_size, self._max_chunks)
+            self._taken.add(path)
+            if not self._first:
+                out.append(Reset(path, "created"))
         self._first = False
         for key, tail in list(self.tails.items()):
             out.extend(tail.read())
             if tail.position() is None and key not in matched:
                 tail.close()
                 del self.tails[key]
+                self._taken.discard(key)
         self.pending = any(tail.pending for tail in self.tails.values())
         return out
-
-    def position_at(self, key: str, offset: int) -> Position | None:
-        tail = self.tails.get(key)
-        return None if tail is None else tail.position_at(offset)
 
     def close(self) -> None:
         for tail in self.tails.values():
             tail.close()
+        self._taken.difference_update(self.tails)
         self.tails.clear()
 
     def __enter__(self) -> GlobTail:
@@ -349,3 +385,59 @@ class GlobTail:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class TailSet:
+    """Every configured source: a plain path gets a FileTail keyed by the source string as given,
+    a glob gets a GlobTail. A file is followed once even if several sources name it.
+
+    `positions` maps keys to saved Positions (what the store loaded). After each read() batch,
+    persist `tail.position_at(committed)` for each `(key, tail)` in `items()`.
+    """
+
+    def __init__(
+        self,
+        sources: Iterable[str],
+        positions: Mapping[str, Position] | None = None,
+        start_at: str = "beginning",
+        chunk_size: int = CHUNK_SIZE,
+        max_chunks: int = MAX_CHUNKS,
+    ) -> None:
+        positions = positions or {}
+        sources = list(dict.fromkeys(os.fspath(s) for s in sources))
+        plain = [s for s in sources if not has_glob(s)]
+        self._taken = set(plain)
+        self._files = {s: FileTail(s, s, positions.get(s), start_at, chunk_size, max_chunks) for s in plain}
+        self._globs = [
+            GlobTail(s, positions, start_at, chunk_size, max_chunks, taken=self._taken) for s in sources if has_glob(s)
+        ]
+        self.pending = False
+
+    def read(self) -> list[TailItem]:
+        out: list[TailItem] = []
+        for tail in [*self._files.values(), *self._globs]:
+            out.extend(tail.read())
+        self.pending = any(tail.pending for tail in [*self._files.values(), *self._globs])
+        return out
+
+    def items(self) -> list[tuple[str, FileTail]]:
+        """Every followed file by key, for positions and per-file counters."""
+        pairs = list(self._files.items())
+        for g in self._globs:
+            pairs.extend(g.tails.items())
+        return pairs
+
+    def close(self) -> None:
+        for tail in [*self._files.values(), *self._globs]:
+            tail.close()
+
+    def __enter__(self) -> TailSet:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def watch_paths(sources: Iterable[str]) -> list[str]:
+    """What the Watcher should watch for these sources: the paths and globs themselves."""
+    return [os.fspath(s) for s in sources]

@@ -1,0 +1,147 @@
+"""Shared test helpers: fixture paths, condition waits with deadlines, a daemon as a real process."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FIXTURES = SHARED / "fixtures" / "tdm"
+RUNS = FIXTURES / "runs"
+MOCK_TOKEN = "mockaccesstoken0123456789abcd"
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
+    """Poll `condition` until it is truthy; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        threading.Event().wait(interval)  # bounded poll step, not a synchronisation sleep
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def sample(metrics_text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in a /metrics exposition, or None."""
+    for line in metrics_text.splitlines():
+        if line.startswith("#"):
+            continue
+        match = re.match(r"^([a-zA-Z_:][\w:]*)(\{.*\})? (\S+)$", line)
+        if not match or match.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
+        if found == labels:
+            return float(match.group(3))
+    return None
+
+
+class DaemonProcess:
+    """`python -m exporter ...` as a child; learns its port from the 'listening on' log line."""
+
+    def __init__(self, args: Sequence[str], env: dict | None = None, cwd: Path | None = None) -> None:
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str] = queue.Queue()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "exporter", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
+            cwd=cwd or REPO,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.url = ""
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            self._queue.put(line)
+
+    def wait_listening(self, timeout: float = 20.0) -> str:
+        def find() -> str | None:
+            for line in list(self.lines):
+                match = re.search(r"listening on (http://[\d.]+:\d+)/", line)
+                if match:
+                    return match.group(1)
+            if self.proc.poll() is not None:
+                pytest.fail(f"daemon exited {self.proc.returncode}:\n" + "\n".join(self.lines))
+            return None
+
+        self.url = wait_until(find, timeout, what="the daemon to listen")
+        return self.url
+
+    def metrics(self) -> str:
+        status, body = http_get(self.url + "/metrics")
+        assert status == 200
+        return body
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait(5)
+        self._reader.join(5)
+        return code
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+
+@pytest.fixture
+def daemon_factory():
+    started: list[DaemonProcess] = []
+
+    def start(*args: str, env: dict | None = None) -> DaemonProcess:
+        daemon = DaemonProcess(args, env)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop(signal.SIGKILL)
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads():
+    """A test must stop every thread it started (watchdog's model)."""
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    deadline = time.monotonic() + 5
+
+    def leaked() -> list[threading.Thread]:
+        return [
+            t
+            for t in threading.enumerate()
+            if t.ident not in before and t.is_alive() and not t.daemon
+        ]
+
+    while leaked() and time.monotonic() < deadline:
+        leaked()[0].join(0.1)
+    assert not leaked(), f"threads left running: {[t.name for t in leaked()]}"
