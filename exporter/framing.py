@@ -6,11 +6,12 @@ Pure: bytes and `now` go in, records come out. No files, no threads.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
+    """One log record. A named tuple: one is built per record, and that is the hot path."""
+
     source: str  # key of the file it came from
     timestamp: str  # "YYYY-MM-DD HH:MM:SS", local time as TDM wrote it
     msecs: int  # 0..1000 (Python 3.10 builds can print 1000)
@@ -24,17 +25,17 @@ class Record:
 # TDM's FILE_FORMATTER: "{asctime}.{msecs:03.0f}:\t{levelname:>7}:\t{message}"; our captured-output
 # file uses the same header with GUI/STDOUT/STDERR levels. msecs can be 1000 on Python 3.10 builds.
 HEADER = re.compile(rb"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\.(\d{3,4}):\t *([A-Z]+):\t", re.M)
+# The same, found after a newline: a leading literal lets the regex engine skip ahead with memchr
+# instead of trying `^` at every byte, which made searching 5x slower.
+_NEXT_HEADER = re.compile(rb"\n(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\.(\d{3,4}):\t *([A-Z]+):\t")
 
 DEFAULT_MAX_RECORD_BYTES = 1 << 20
-DEFAULT_QUIET_SECONDS = 0.01
+DEFAULT_QUIET_SECONDS = 0.005  # TDM writes a record in one write(); parts of one are µs apart
 
 
-@dataclass(slots=True)
-class _Pending:
-    timestamp: str
-    msecs: int
-    level: str
-    message_start: int  # index in the buffer where the message text begins
+# The record being assembled: (timestamp, msecs, level, where its message starts in the buffer,
+# counted from the record's first byte). A tuple: one is made per record on the hot path.
+_Pending = tuple
 
 
 class Framer:
@@ -81,27 +82,36 @@ class Framer:
         out: list[Record] = []
         if self._mid_line and not self._skip_to_line_start():
             return out
-        complete_end = self._buf.rfind(b"\n") + 1
+        buf = self._buf
+        complete_end = buf.rfind(b"\n") + 1
         if complete_end > self._scanned:
-            # Collect first: the regex scanner holds the buffer, which _emit resizes.
-            headers = [
-                (m.start(), m.end(), m.groups())
-                for m in HEADER.finditer(self._buf, self._scanned, complete_end)
-            ]
-            consumed_before = self.offset
-            for start, end, groups in headers:
-                shift = self.offset - consumed_before
-                self._start_record(start - shift, end - shift, groups, out)
-            complete_end -= self.offset - consumed_before  # emitting consumed the buffer's front
+            done = 0  # buf[:done] is emitted or dropped; consumed once, after the scan
+            pending = self._pending
+            for start, match in _headers(buf, self._scanned, complete_end):
+                if start > done:
+                    if pending is not None:
+                        out.append(self._record(pending, done, start))
+                    else:
+                        self._count_orphans(done, start)
+                    done = start
+                timestamp, msecs, level = match.groups()
+                pending = (timestamp.decode("ascii"), int(msecs), level.decode("ascii"), match.end() - start)
+            match = None  # noqa: F841 - drop the last match before the buffer is resized
+            if pending is None:  # whole lines with no header before them can never join a record
+                self._count_orphans(done, complete_end)
+                done = complete_end
+            self._pending = pending
+            self._consume(done)
+            complete_end -= done
             self._scanned = complete_end
-            if self._pending is None:
-                self._drop_orphans(complete_end)
         # The next header is already visible: the pending record cannot grow any more.
-        if self._pending is not None and complete_end < len(self._buf):
-            tail = HEADER.match(self._buf, complete_end)
+        if self._pending is not None and complete_end < len(buf):
+            tail = HEADER.match(buf, complete_end)
             if tail is not None:
-                self._start_record(tail.start(), tail.end(), tail.groups(), out)
-        if len(self._buf) > self.max_record_bytes:
+                following = self._pending_from(tail)  # read it before the buffer moves
+                self._release_pending(complete_end, out)
+                self._pending = following
+        if len(buf) > self.max_record_bytes:
             self._cut_oversized(out)
         return out
 
@@ -121,71 +131,52 @@ class Framer:
     def flush(self) -> list[Record]:
         """Emit everything held, partial last line included (end of a file that is complete)."""
         out: list[Record] = []
-        if self._pending is not None:
-            out.append(self._emit(len(self._buf)))
-        elif self._buf:
-            self._count_orphans(len(self._buf))
-            self._consume(len(self._buf))
+        self._release_pending(len(self._buf), out)
         self._mid_line = False
         return out
 
     # -- internals -------------------------------------------------------------------------
 
-    def _start_record(self, start: int, end: int, groups: tuple, out: list[Record]) -> None:
-        if start > 0:
-            if self._pending is not None:
-                out.append(self._emit(start))
-            else:
-                self._count_orphans(start)
-                self._consume(start)
-        self._discarding = False
-        timestamp, msecs, level = groups
-        self._pending = _Pending(
-            timestamp.decode("ascii"), int(msecs), level.decode("ascii"), end - start
-        )
+    @staticmethod
+    def _pending_from(match: re.Match) -> _Pending:
+        timestamp, msecs, level = match.groups()
+        return (timestamp.decode("ascii"), int(msecs), level.decode("ascii"), match.end() - match.start())
 
-    def _emit(self, end: int) -> Record:
-        pending = self._pending
-        assert pending is not None
-        truncated = end > self.max_record_bytes
+    def _release_pending(self, end: int, out: list[Record]) -> None:
+        """Emit the held record as ending at `end` (or drop orphan bytes), and consume them."""
+        if end == 0:
+            return
+        if self._pending is not None:
+            out.append(self._record(self._pending, 0, end))
+            self._pending = None
+        else:
+            self._count_orphans(0, end)
+        self._consume(end)
+
+    def _record(self, pending: _Pending, start: int, end: int) -> Record:
+        """The record in buf[start:end]; the buffer is left as it is."""
+        timestamp, msecs, level, message_start = pending
+        truncated = end - start > self.max_record_bytes
         if truncated:
             self.oversized_records += 1
-        text_end = min(end, self.max_record_bytes)
-        raw = bytes(self._buf[pending.message_start:text_end])
-        if raw.endswith(b"\n"):
-            raw = raw[:-1]
-        message = raw.decode("utf-8", "replace")
+        text_end = start + self.max_record_bytes if truncated else end
+        if self._buf[text_end - 1] == 10:  # the record's final newline is not part of the message
+            text_end -= 1
+        message = self._buf[start + message_start : text_end].decode("utf-8", "replace")
         if "\r" in message:  # a log written on Windows
             message = message.replace("\r\n", "\n").rstrip("\r")
-        record = Record(
-            self.source,
-            pending.timestamp,
-            pending.msecs,
-            pending.level,
-            message,
-            self.offset,
-            self.offset + end,
-            truncated,
-        )
-        self._pending = None
-        self._consume(end)
-        return record
+        self._discarding = False
+        return Record(self.source, timestamp, msecs, level, message, self.offset + start, self.offset + end, truncated)
 
     def _consume(self, n: int) -> None:
-        del self._buf[:n]
-        self.offset += n
-        self._scanned = max(0, self._scanned - n)
+        if n:
+            del self._buf[:n]
+            self.offset += n
+            self._scanned = max(0, self._scanned - n)
 
-    def _drop_orphans(self, complete_end: int) -> None:
-        # Whole lines with no header before them can never join a record.
-        if complete_end:
-            self._count_orphans(complete_end)
-            self._consume(complete_end)
-
-    def _count_orphans(self, end: int) -> None:
-        if self._discarding:
-            return
-        self.orphan_lines += self._buf.count(b"\n", 0, end) or 1
+    def _count_orphans(self, start: int, end: int) -> None:
+        if end > start and not self._discarding:
+            self.orphan_lines += self._buf.count(b"\n", start, end) or 1
 
     def _skip_to_line_start(self) -> bool:
         newline = self._buf.find(b"\n")
@@ -200,11 +191,23 @@ class Framer:
         if self._pending is None:
             tail = HEADER.match(self._buf, self._scanned)
             if tail is None:  # a huge line with no header: drop it
-                self._count_orphans(len(self._buf))
+                self._count_orphans(0, len(self._buf))
                 self._mid_line = not self._buf.endswith(b"\n")
                 self._consume(len(self._buf))
                 return
-            self._start_record(tail.start(), tail.end(), tail.groups(), out)
+            following = self._pending_from(tail)
+            self._release_pending(self._scanned, out)
+            self._pending = following
         self._mid_line = not self._buf.endswith(b"\n")
-        out.append(self._emit(len(self._buf)))
+        self._release_pending(len(self._buf), out)
         self._discarding = True
+
+
+def _headers(buf: bytearray, pos: int, end: int):
+    """(start, match) of every header line beginning in buf[pos:end]; `pos` is a line start."""
+    if pos == 0:
+        first = HEADER.match(buf, 0, end)
+        if first is not None:
+            yield 0, first
+    for match in _NEXT_HEADER.finditer(buf, max(pos - 1, 0), end):
+        yield match.start() + 1, match

@@ -134,7 +134,9 @@ class MinerState:
     # -- inputs ----------------------------------------------------------------------------
 
     def count_record(self, level: str, time: float, truncated: bool = False) -> None:
-        self._inc("tdm_log_records_total", labels(level=level))
+        key = _RECORDS_BY_LEVEL.get(level) or ("tdm_log_records_total", labels(level=level))
+        counters = self.counters
+        counters[key] = counters.get(key, 0.0) + 1.0
         if truncated:
             self._inc("tdm_log_oversized_records_total", ())
         if self.last_record_time is None or time > self.last_record_time:
@@ -155,7 +157,7 @@ class MinerState:
         if kind is EventKind.USER_METRIC:
             self._apply_user_metric(event.fields)
             return
-        self._inc("tdm_events_total", labels(kind=kind.value))
+        self._inc("tdm_events_total", _EVENTS_BY_KIND[kind])
         status = _STATUS_BY_KIND.get(kind)
         if status is not None:
             self.status = status
@@ -368,6 +370,13 @@ def _local_midnight(now: float) -> float:
     local = datetime.datetime.fromtimestamp(now).astimezone()
     return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
+
+# Label sets built once: these are counted for every record and event.
+_RECORDS_BY_LEVEL = {
+    level: ("tdm_log_records_total", labels(level=level))
+    for level in ("ERROR", "WARNING", "INFO", "CALL", "DEBUG", "GUI", "STDOUT", "STDERR")
+}
+_EVENTS_BY_KIND = {kind: labels(kind=kind.value) for kind in EventKind}
 
 _HANDLERS = {
     EventKind.DROP_PROGRESS: MinerState._on_progress,
