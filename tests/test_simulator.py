@@ -15,9 +15,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -247,7 +248,9 @@ def stop(sim: Sim, signum: int = signal.SIGTERM) -> int:
 
 
 @pytest.mark.skipif(not FIXTURE_RUNS.is_dir(), reason="shared TDM fixtures not available")
-@pytest.mark.parametrize("run", ["A_fresh_login_vvvv", "C_restore_cookie_vv", "E_restore_cookie_vvv", "F_errors_and_fatal_vvv"])
+@pytest.mark.parametrize(
+    "run", ["A_fresh_login_vvvv", "C_restore_cookie_vv", "E_restore_cookie_vvv", "F_errors_and_fatal_vvv"]
+)
 def test_catalog_templates_accept_real_tdm_logs(run: str) -> None:
     # Anchors the templates below to what real TDM writes.
     records = parse_log((FIXTURE_RUNS / run / "log.txt").read_text(encoding="utf-8"))
@@ -356,7 +359,8 @@ def test_debug_ws_adds_listen_with_auth_token_at_any_level(launch: Callable[...,
     assert stop(sim) == 0
     messages = [r.message for r in sim.log()]
     assert "Websocket[0] connecting..." in messages  # the websocket logger's INFO lines come too
-    assert any(m.startswith("Websocket[0] sent: {'type': 'LISTEN'") and f"'auth_token': '{TOKEN}'" in m for m in messages)
+    listen = [m for m in messages if m.startswith("Websocket[0] sent: {'type': 'LISTEN'")]
+    assert listen and all(f"'auth_token': '{TOKEN}'" in m for m in listen)
     assert "Checking login" not in messages  # the main logger stays at ERROR
 
 

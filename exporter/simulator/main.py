@@ -41,8 +41,9 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO
 
 if __package__:
     from .gui import GUIManager
@@ -84,8 +85,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="happy")
     parser.add_argument("--speed", type=_positive, default=60.0, help="simulated seconds per real second")
     parser.add_argument("--seed", type=int, default=None, help="make the run reproducible")
-    parser.add_argument("--dir", type=Path, default=None, help=f"working dir (default ${DIR_ENV}, else main.py's folder)")
-    parser.add_argument("--exit-after", type=_positive, default=None, metavar="SECONDS", help="close the window after SECONDS")
+    parser.add_argument(
+        "--dir", type=Path, default=None, help=f"working dir (default: ${DIR_ENV}, else main.py's folder)"
+    )
+    parser.add_argument(
+        "--exit-after", type=_positive, default=None, metavar="SECONDS", help="close the window after SECONDS"
+    )
     parser.add_argument("--no-dialog", action="store_true", help="exit 4 at once on a bad settings.json")
     return parser.parse_args(argv)
 
@@ -112,7 +117,8 @@ def lock_file(path: Path) -> tuple[bool, IO[str]]:
 
 def settings_error(details: str, args: argparse.Namespace) -> int:
     """TDM's modal "Settings error" dialog, without a window: it blocks until OK (SIGUSR1) is pressed."""
-    print(f"Settings error\n\nThere was an error while loading the settings file:\n\n{details}", file=sys.stderr, flush=True)
+    text = f"Settings error\n\nThere was an error while loading the settings file:\n\n{details}"
+    print(text, file=sys.stderr, flush=True)
     if not args.no_dialog:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Tk blocks in the dialog: SIGINT has no effect
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})  # SIGTERM keeps its default: 143

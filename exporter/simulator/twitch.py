@@ -17,6 +17,7 @@ import logging
 import random
 import string
 import uuid
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,7 +25,7 @@ from email.utils import formatdate
 from enum import Enum
 from functools import wraps
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 if __package__:
     from .settings import URL, PriorityMode
@@ -162,7 +163,8 @@ def plan_campaigns(games: list[str], rng: random.Random) -> list[Campaign]:
     for game in games:
         campaign = Campaign(random_id(rng), game)
         count = rng.randint(2, 3)
-        for required, reward in zip(sorted(rng.sample(DROP_MINUTES, count)), rng.sample(REWARDS, count)):
+        minutes = sorted(rng.sample(DROP_MINUTES, count))
+        for required, reward in zip(minutes, rng.sample(REWARDS, count), strict=True):
             campaign.drops.append(Drop(random_id(rng), reward, [reward], required, campaign))
         campaigns.append(campaign)
     return campaigns
@@ -173,7 +175,8 @@ def make_channels(games: list[str], rng: random.Random) -> list[Channel]:
     for game in games:
         for _ in range(CHANNELS_PER_GAME):
             number = len(channels) + 1
-            channels.append(Channel(str(1000 + number), f"SimStreamer{number}", game, str(rng.randrange(10**10, 10**11))))
+            broadcast_id = str(rng.randrange(10**10, 10**11))
+            channels.append(Channel(str(1000 + number), f"SimStreamer{number}", game, broadcast_id))
     return channels
 
 
@@ -442,7 +445,7 @@ class Twitch:
         quality = self.settings["connection_quality"]
         if not 1 <= quality <= 6:  # clamped when the HTTP session is created: the settings are altered
             self.settings.alter("connection_quality", min(max(quality, 1), 6))
-        cookie = "unique_id={:032x}; Domain=.twitch.tv; Path=/; Secure".format(self._net.getrandbits(128))
+        cookie = f"unique_id={self._net.getrandbits(128):032x}; Domain=.twitch.tv; Path=/; Secure"
         await self.request(
             "GET", URL("https://www.twitch.tv"), content_type="text/html; charset=utf-8",
             extra_headers=(("Set-Cookie", cookie),), headers=self._headers(auth=False),
