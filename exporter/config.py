@@ -1,15 +1,18 @@
 """The daemon's configuration: one YAML file, validated all at once.
 
-Converters raise ValueError with the bad value; `load_config` adds file, line and path and
-reports every problem together, so one edit fixes them all.
+Every problem is reported together, one per line, as `file:line: section.key[i]: message`, so a
+single edit fixes them all. Converters are small functions of (value, path, context); they report
+through the context and return INVALID rather than raising, so checking goes on past the first error.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 from . import yamlfile
 from .framing import DEFAULT_MAX_RECORD_BYTES
@@ -20,10 +23,39 @@ DEFAULT_CONFIG_FILE = HOME / "config" / "twitchminert.yaml"
 DEFAULT_DATA_DIR = HOME / "data"
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9797"
 CAPTURED_OUTPUT = Path("logs") / "miner_output.log"  # under the data dir, written by the supervisor
+MIN_STALL_SECONDS = 1800.0
+PRIORITY_MODES = ("priority_only", "ending_soonest", "low_availability_first")
 
 
 class ConfigError(ValueError):
     """Every problem found, one per line."""
+
+
+# -- sections ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backoff:
+    initial: float = 10.0
+    max: float = 1800.0
+    healthy_after: float = 600.0
+    max_restarts: int = 5
+    window: float = 3600.0
+
+
+@dataclass(frozen=True)
+class MinerConfig:
+    dir: Path | None = None
+    command: tuple[str, ...] = ()  # empty: TDM's main.py in `dir` with this Python
+    env: Mapping[str, str] = field(default_factory=dict)
+    mode: str = "run"  # or "attach": watch a TDM started by someone else
+    display: str = "auto"  # "auto" (private Xvfb when there is no DISPLAY), ":N", or "none"
+    mirror_gui_output: str = "auto"  # "auto", "on", "off"
+    stop_timeout: float = 10.0
+    pid_file: Path | None = None
+    restart_on_terminated: bool = True
+    restart_on_stall: float | None = None  # seconds; None = off
+    backoff: Backoff = field(default_factory=Backoff)
 
 
 @dataclass(frozen=True)
@@ -45,19 +77,25 @@ class StorageConfig:
 @dataclass(frozen=True)
 class WebConfig:
     listen_address: str = DEFAULT_LISTEN_ADDRESS
+    config_file: Path | None = None  # exporter-toolkit web config: TLS and basic auth
 
 
 @dataclass(frozen=True)
-class MinerConfig:
-    dir: Path | None = None
+class SessionConfig:
+    login_timeout: float = 180.0
+    validate: bool = False
+    validate_url: str = "https://id.twitch.tv"
+    validate_interval: float = 3600.0
 
 
 @dataclass(frozen=True)
 class Config:
     miner: MinerConfig = field(default_factory=MinerConfig)
+    settings: Mapping[str, Any] = field(default_factory=dict)  # only the TDM settings the user set
     logs: LogsConfig = field(default_factory=LogsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    session: SessionConfig = field(default_factory=SessionConfig)
 
     @property
     def data_dir(self) -> Path:
@@ -67,92 +105,311 @@ class Config:
     def store_file(self) -> Path:
         return self.storage.path / "twitchminert.sqlite"
 
+    @property
+    def captured_output(self) -> Path:
+        return self.data_dir / CAPTURED_OUTPUT
+
     def log_sources(self) -> tuple[str, ...]:
         if self.logs.files:
             return self.logs.files
-        sources = [str(self.data_dir / CAPTURED_OUTPUT)]
+        sources = [str(self.captured_output)]
         if self.miner.dir is not None:
             sources.insert(0, str(self.miner.dir / "log.txt"))
         return tuple(sources)
 
 
-# -- converters: raise ValueError naming the value --------------------------------------------
+# -- converters ----------------------------------------------------------------------------------
 
 
-def _string(value: Any) -> str:
+class _Invalid:
+    def __repr__(self) -> str:
+        return "INVALID"
+
+
+INVALID: Any = _Invalid()
+Path_ = tuple
+
+
+@dataclass
+class Context:
+    document: yamlfile.Document
+    errors: list[str] = field(default_factory=list)
+
+    def fail(self, path: Path_, message: str) -> Any:
+        self.errors.append(f"{self.document.where(path)}: {yamlfile.dotted(path)}: {message}")
+        return INVALID
+
+    def raw(self, path: Path_) -> str | None:
+        """The source text of a scalar YAML 1.1 turned into a boolean (`yes`, `no`, `on`, ...)."""
+        return self.document.raw_scalars.get(path)
+
+
+Converter = Callable[[Any, Path_, Context], Any]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _describe(value: Any) -> str:
+    return "nothing" if value is None else repr(value)
+
+
+def _string(value: Any, path: Path_, ctx: Context) -> Any:
+    if isinstance(value, bool) and ctx.raw(path) is not None:
+        value = ctx.raw(path)  # `on` stays "on", not True
     if not isinstance(value, str) or not value:
-        raise ValueError(f"expected a non-empty string, got {value!r}")
+        return ctx.fail(path, f"expected a non-empty string, got {_describe(value)}")
     return value
 
 
-def _path(value: Any) -> Path:
-    return Path(_string(value)).expanduser()
-
-
-def _positive(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"expected a positive number, got {value!r}")
+def _game(value: Any, path: Path_, ctx: Context) -> Any:
+    if isinstance(value, bool) and ctx.raw(path) is not None:
+        value = ctx.raw(path)  # a game called "Yes" or "On" is a name, not a boolean
+    if not isinstance(value, str):
+        return ctx.fail(path, f"expected a game name (string), got {_describe(value)}")
+    if not value.strip():
+        return ctx.fail(path, "a game name cannot be empty")
+    if _CONTROL.search(value):
+        return ctx.fail(path, f"a game name cannot contain control characters: {value!r}")
     return value
 
 
-def _positive_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"expected a positive whole number, got {value!r}")
+def _path(value: Any, path: Path_, ctx: Context) -> Any:
+    text = _string(value, path, ctx)
+    return INVALID if text is INVALID else Path(text).expanduser()
+
+
+def _bool(value: Any, path: Path_, ctx: Context) -> Any:
+    if not isinstance(value, bool):
+        return ctx.fail(path, f"expected true or false, got {_describe(value)}")
     return value
 
 
-def _one_of(*choices: str) -> Callable[[Any], str]:
-    def convert(value: Any) -> str:
-        if value not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+def _number(minimum: float = 0.0, integer: bool = False, maximum: float | None = None) -> Converter:
+    kind = "a whole number" if integer else "a number"
+
+    def convert(value: Any, path: Path_, ctx: Context) -> Any:
+        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok_type:
+            return ctx.fail(path, f"expected {kind}, got {_describe(value)}")
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f"from {minimum:g} to {maximum:g}" if maximum is not None else f"at least {minimum:g}"
+            return ctx.fail(path, f"expected {kind} {bounds}, got {value!r}")
         return value
 
     return convert
 
 
-def _timezone(value: Any) -> str:
-    name = _string(value)
-    try:
-        zone(name)
-    except Exception:
-        raise ValueError(f"unknown time zone {name!r}") from None
-    return name
+def _duration(value: Any, path: Path_, ctx: Context) -> Any:
+    """Seconds as a number, or a Prometheus-style duration: 90s, 30m, 1h, 1.5d."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if match is None or float(match.group(1)) <= 0:
+        return ctx.fail(path, f"expected a duration such as 90s, 30m or 1h, got {_describe(value)}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def _listen_address(value: Any) -> str:
-    from .http import parse_listen_address
+def _one_of(*choices: str) -> Converter:
+    def convert(value: Any, path: Path_, ctx: Context) -> Any:
+        if isinstance(value, bool) and ctx.raw(path) is not None:
+            value = ctx.raw(path)
+        if value not in choices:
+            return ctx.fail(path, f"expected one of {', '.join(choices)}, got {_describe(value)}")
+        return value
 
-    parse_listen_address(_string(value))
-    return value
+    return convert
 
 
-def _list_of(convert: Callable[[Any], Any]) -> Callable[[Any], tuple]:
-    def convert_list(value: Any) -> tuple:
+def _list_of(convert: Converter) -> Converter:
+    def convert_list(value: Any, path: Path_, ctx: Context) -> Any:
         if not isinstance(value, list):
-            raise ValueError(f"expected a list, got {value!r}")
-        return tuple(convert(item) for item in value)
+            return ctx.fail(path, f"expected a list, got {_describe(value)}")
+        items = tuple(convert(item, path + (i,), ctx) for i, item in enumerate(value))
+        return INVALID if INVALID in items else items
 
     return convert_list
 
 
-# section -> key -> (converter, field name)
-SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], str]]] = {
-    "miner": {"dir": (_path, "dir")},
-    "logs": {
-        "files": (_list_of(_string), "files"),
-        "timezone": (_timezone, "timezone"),
-        "patterns": (_list_of(_path), "patterns"),
-        "start_at": (_one_of("beginning", "end"), "start_at"),
-        "max_record_bytes": (_positive_int, "max_record_bytes"),
-    },
-    "storage": {
-        "path": (_path, "path"),
-        "max_age_days": (_positive, "max_age_days"),
-        "max_size_mb": (_positive, "max_size_mb"),
-    },
-    "web": {"listen_address": (_listen_address, "listen_address")},
+def _timezone(value: Any, path: Path_, ctx: Context) -> Any:
+    name = _string(value, path, ctx)
+    if name is INVALID:
+        return INVALID
+    try:
+        zone(name)
+    except Exception:
+        return ctx.fail(path, f"unknown time zone {name!r}")
+    return name
+
+
+def _listen_address(value: Any, path: Path_, ctx: Context) -> Any:
+    from .http import parse_listen_address
+
+    text = _string(value, path, ctx)
+    if text is INVALID:
+        return INVALID
+    try:
+        parse_listen_address(text)
+    except ValueError as error:
+        return ctx.fail(path, str(error))
+    return text
+
+
+def _display(value: Any, path: Path_, ctx: Context) -> Any:
+    text = _string(value, path, ctx)
+    if text is INVALID or text in ("auto", "none") or re.fullmatch(r"[\w.-]*:\d+(\.\d+)?", text):
+        return text
+    return ctx.fail(path, f"expected auto, none or a display such as :99, got {text!r}")
+
+
+def _switch(value: Any, path: Path_, ctx: Context) -> Any:
+    """auto/on/off; YAML 1.1 reads a bare on/off as a boolean."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return _one_of("auto", "on", "off")(value, path, ctx)
+
+
+def _env(value: Any, path: Path_, ctx: Context) -> Any:
+    if not isinstance(value, dict):
+        return ctx.fail(path, f"expected a mapping of variable names to strings, got {_describe(value)}")
+    out = {}
+    for name, text in value.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(name)):
+            ctx.fail(path + (name,), "not a valid environment variable name")
+        elif isinstance(text, bool) or not isinstance(text, (str, int, float)):
+            ctx.fail(path + (name,), f"expected a string, got {_describe(text)}")
+        else:
+            out[str(name)] = str(text)
+    return out
+
+
+def _stall(value: Any, path: Path_, ctx: Context) -> Any:
+    if value is False or value is None:
+        return None
+    seconds = _duration(value, path, ctx)
+    if seconds is not INVALID and seconds < MIN_STALL_SECONDS:
+        return ctx.fail(path, f"must be at least 30m (restarting more often would hammer Twitch), got {value!r}")
+    return seconds
+
+
+def _proxy(value: Any, path: Path_, ctx: Context) -> Any:
+    if value == "":
+        return ""
+    text = _string(value, path, ctx)
+    if text is INVALID:
+        return INVALID
+    try:
+        url = urlsplit(text)
+        port = url.port
+    except ValueError:
+        return ctx.fail(path, f"not a valid URL: {text!r}")
+    if url.scheme not in ("http", "https", "socks4", "socks5") or not url.hostname or port is None:
+        return ctx.fail(path, f"expected a proxy URL with scheme, host and port (http://host:8080), got {text!r}")
+    return text
+
+
+def _section(schema: Mapping[str, Converter], build: Callable[..., Any]) -> Converter:
+    def convert(value: Any, path: Path_, ctx: Context) -> Any:
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            return ctx.fail(path, f"expected a mapping, got {_describe(value)}")
+        fields = {}
+        for key, item in value.items():
+            converter = schema.get(key)
+            if converter is None:
+                ctx.fail(path + (key,), f"unknown key (expected one of {', '.join(schema)})")
+                continue
+            fields[key] = converter(item, path + (key,), ctx)
+        if INVALID in fields.values():
+            return INVALID
+        return build(**fields)
+
+    return convert
+
+
+def _settings(value: Any, path: Path_, ctx: Context) -> Any:
+    settings = _section(SETTINGS_SCHEMA, dict)(value, path, ctx)
+    if settings is INVALID:
+        return INVALID
+    both = set(settings.get("priority", ())) & set(settings.get("exclude", ()))
+    for game in sorted(both):
+        index = settings["exclude"].index(game)
+        ctx.fail(path + ("exclude", index), f"{game!r} is also in settings.priority")
+    for key in ("priority", "exclude"):
+        seen: set[str] = set()
+        for index, game in enumerate(settings.get(key, ())):
+            if game in seen:
+                ctx.fail(path + (key, index), f"{game!r} is listed twice")
+            seen.add(game)
+    return INVALID if both else settings
+
+
+SETTINGS_SCHEMA: dict[str, Converter] = {
+    "priority": _list_of(_game),
+    "exclude": _list_of(_game),
+    "priority_mode": _one_of(*PRIORITY_MODES),
+    "proxy": _proxy,
+    "connection_quality": _number(1, integer=True, maximum=6),
+    "language": _string,
+    "dark_mode": _bool,
+    "tray_notifications": _bool,
+    "autostart_tray": _bool,
+    "enable_badges_emotes": _bool,
+    "available_drops_check": _bool,
 }
-_SECTION_TYPES = {"miner": MinerConfig, "logs": LogsConfig, "storage": StorageConfig, "web": WebConfig}
+
+_BACKOFF_SCHEMA: dict[str, Converter] = {
+    "initial": _duration,
+    "max": _duration,
+    "healthy_after": _duration,
+    "max_restarts": _number(1, integer=True),
+    "window": _duration,
+}
+
+SCHEMA: dict[str, Converter] = {
+    "miner": _section(
+        {
+            "dir": _path,
+            "command": _list_of(_string),
+            "env": _env,
+            "mode": _one_of("run", "attach"),
+            "display": _display,
+            "mirror_gui_output": _switch,
+            "stop_timeout": _duration,
+            "pid_file": _path,
+            "restart_on_terminated": _bool,
+            "restart_on_stall": _stall,
+            "backoff": _section(_BACKOFF_SCHEMA, Backoff),
+        },
+        MinerConfig,
+    ),
+    "settings": _settings,
+    "logs": _section(
+        {
+            "files": _list_of(_string),
+            "timezone": _timezone,
+            "patterns": _list_of(_path),
+            "start_at": _one_of("beginning", "end"),
+            "max_record_bytes": _number(1024, integer=True),
+        },
+        LogsConfig,
+    ),
+    "storage": _section(
+        {"path": _path, "max_age_days": _number(0.001), "max_size_mb": _number(1)},
+        StorageConfig,
+    ),
+    "web": _section({"listen_address": _listen_address, "config_file": _path}, WebConfig),
+    "session": _section(
+        {
+            "login_timeout": _duration,
+            "validate": _bool,
+            "validate_url": _string,
+            "validate_interval": _duration,
+        },
+        SessionConfig,
+    ),
+}
 
 
 def load_config(path: Path) -> Config:
@@ -163,34 +420,26 @@ def load_config(path: Path) -> Config:
     return config_from(document)
 
 
+def parse_config(text: str, name: str = "twitchminert.yaml") -> Config:
+    try:
+        document = yamlfile.parse(text, name)
+    except yamlfile.YamlError as error:
+        raise ConfigError(str(error)) from None
+    return config_from(document)
+
+
 def config_from(document: yamlfile.Document) -> Config:
-    errors: list[str] = []
     top = document.value if document.value is not None else {}
     if not isinstance(top, dict):
         raise ConfigError(f"{document.where(())}: expected a mapping of sections, got {type(top).__name__}")
-    sections: dict[str, Any] = {}
-    for section, body in top.items():
-        if section not in SCHEMA:
-            errors.append(f"{document.where((section,))}: {section}: unknown section")
+    ctx = Context(document)
+    sections = {}
+    for name, body in top.items():
+        converter = SCHEMA.get(name)
+        if converter is None:
+            ctx.fail((name,), f"unknown section (expected one of {', '.join(SCHEMA)})")
             continue
-        if body is None:
-            body = {}
-        if not isinstance(body, dict):
-            errors.append(f"{document.where((section,))}: {section}: expected a mapping")
-            continue
-        values = {}
-        for key, raw in body.items():
-            spec = SCHEMA[section].get(key)
-            where = f"{document.where((section, key))}: {section}.{key}"
-            if spec is None:
-                errors.append(f"{where}: unknown key")
-                continue
-            convert, name = spec
-            try:
-                values[name] = convert(raw)
-            except ValueError as error:
-                errors.append(f"{where}: {error}")
-        sections[section] = _SECTION_TYPES[section](**values)
-    if errors:
-        raise ConfigError("\n".join(errors))
+        sections[name] = converter(body, (name,), ctx)
+    if ctx.errors:
+        raise ConfigError("\n".join(ctx.errors))
     return Config(**sections)

@@ -15,6 +15,10 @@ import yaml
 Path_ = tuple  # a path into the document: ("settings", "priority", 2)
 
 _BOOL_TAG = "tag:yaml.org,2002:bool"
+# What yaml.safe_load would build; anything else (python/object, custom tags) is refused.
+_SAFE_TAGS = frozenset(
+    "tag:yaml.org,2002:" + name for name in ("map", "seq", "str", "int", "float", "bool", "null", "timestamp")
+)
 _SCALARS = yaml.SafeLoader("")  # only its scalar constructors are used
 
 
@@ -65,6 +69,8 @@ def parse(text: str, name: str) -> Document:
 
 def _convert(node: yaml.Node, path: Path_, name: str, lines: dict, raw: dict) -> Any:
     lines[path] = node.start_mark.line + 1
+    if node.tag not in _SAFE_TAGS:
+        raise YamlError(f"{name}:{lines[path]}: invalid YAML: the tag {node.tag} is not allowed")
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
