@@ -161,7 +161,7 @@ def _load(path: Path) -> tuple[str, list[_Cookie]]:
         raise JarError(f"larger than {MAX_JAR_BYTES} bytes, not a cookie jar")
     if data.startswith(b"\x80"):  # pickle protocol >= 2; aiohttp uses the highest
         fmt, cookies = "pickle", list(_pickle_cookies(data))
-    elif data.lstrip().startswith(b"{"):
+    elif data.lstrip()[:1] in (b"{", b"["):
         fmt, cookies = "json", list(_json_cookies(data))
     elif not data.strip():
         fmt, cookies = "empty", []

@@ -53,6 +53,7 @@ class Framer:
         offset: int = 0,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         quiet_seconds: float = DEFAULT_QUIET_SECONDS,
+        count_only: frozenset[str] = frozenset(),
     ) -> None:
         self.source = source
         self.offset = offset  # file offset of self._buf[0]
@@ -60,6 +61,11 @@ class Framer:
         self.quiet_seconds = quiet_seconds
         self.orphan_lines = 0  # lines with no header before them (started mid-record)
         self.oversized_records = 0
+        # Levels nobody reads the text of (DEBUG noise, usually): counted, never built into Records.
+        self.count_only = count_only
+        self.counted: dict[str, int] = {}
+        self.counted_last: tuple[str, int] | None = None  # (timestamp, msecs) of the last one counted
+        self.counted_truncated = 0
         self._discarding = False  # dropping the rest of a record that was cut at the limit
         self._buf = bytearray()
         self._scanned = 0  # self._buf[:_scanned] is whole lines already searched for headers
@@ -90,7 +96,10 @@ class Framer:
             for start, match in _headers(buf, self._scanned, complete_end):
                 if start > done:
                     if pending is not None:
-                        out.append(self._record(pending, done, start))
+                        if pending[2] in self.count_only:
+                            self._count(pending, start - done)
+                        else:
+                            out.append(self._record(pending, done, start))
                     else:
                         self._count_orphans(done, start)
                     done = start
@@ -147,11 +156,30 @@ class Framer:
         if end == 0:
             return
         if self._pending is not None:
-            out.append(self._record(self._pending, 0, end))
+            if self._pending[2] in self.count_only:
+                self._count(self._pending, end)
+            else:
+                out.append(self._record(self._pending, 0, end))
             self._pending = None
         else:
             self._count_orphans(0, end)
         self._consume(end)
+
+    def take_counted(self) -> tuple[dict[str, int], tuple[str, int] | None, int]:
+        """Records of count-only levels since the last call: per level, the (timestamp, msecs)
+        of the last one, and how many of them were cut at the size limit."""
+        taken = (self.counted, self.counted_last, self.counted_truncated)
+        self.counted, self.counted_last, self.counted_truncated = {}, None, 0
+        return taken
+
+    def _count(self, pending: _Pending, size: int) -> None:
+        level = pending[2]
+        self.counted[level] = self.counted.get(level, 0) + 1
+        self.counted_last = (pending[0], pending[1])
+        if size > self.max_record_bytes:
+            self.oversized_records += 1
+            self.counted_truncated += 1
+        self._discarding = False
 
     def _record(self, pending: _Pending, start: int, end: int) -> Record:
         """The record in buf[start:end]; the buffer is left as it is."""

@@ -153,6 +153,14 @@ class PatternSet:
     def extended(self, user_patterns: Iterable[UserPattern]) -> PatternSet:
         return PatternSet(self._builtins, self._user + tuple(user_patterns))
 
+    def silent_levels(self) -> frozenset[str]:
+        """Levels no pattern reads: their records can be counted without being built."""
+        return frozenset(
+            level
+            for level in LEVELS
+            if level not in self._builtin_by_level and not self._user_by_level.get(level)
+        )
+
     @property
     def user_patterns(self) -> tuple[UserPattern, ...]:
         return self._user

@@ -46,6 +46,15 @@ class RecordHandler:
                 if self.keep_events and event.kind is not EventKind.USER_METRIC:
                     self.events.append(event)
 
+    def take(self, framer: Framer, records: list[Record]) -> int:
+        """Handle what a framer call gave, the records it only counted included."""
+        self.handle(records)
+        counted, last, truncated = framer.take_counted()
+        if counted:
+            when = self.clock.to_epoch(*last)
+            self.state.count_records(counted, when, truncated)
+        return len(records) + sum(counted.values())
+
     def take_events(self) -> list[Event]:
         events, self.events = self.events, []
         return events
@@ -55,12 +64,12 @@ def replay(paths: Sequence[Path], handler: RecordHandler, max_record_bytes: int 
     """Read whole files from the start, as `mtail -one_shot` does. Writes nothing."""
     for path in paths:
         key = str(path)
-        framer = Framer(key, max_record_bytes=max_record_bytes)
+        framer = Framer(key, max_record_bytes=max_record_bytes, count_only=handler.patterns.silent_levels())
         with open(path, "rb") as file:
             while chunk := file.read(REPLAY_CHUNK):
-                handler.handle(framer.feed(chunk, 0.0))
+                handler.take(framer, framer.feed(chunk, 0.0))
                 handler.state.count_file(key, read_bytes=len(chunk))
-        handler.handle(framer.flush())
+        handler.take(framer, framer.flush())
 
 
 class Pipeline:
@@ -81,6 +90,7 @@ class Pipeline:
         self.lock = threading.Lock()  # guards the state against scrapes
         self._max_record_bytes = max_record_bytes
         self._quiet = quiet_seconds
+        self._count_only = handler.patterns.silent_levels()
         self._framers: dict[str, Framer] = {}
         positions = {}
         if store is not None:
@@ -106,10 +116,9 @@ class Pipeline:
                     records += self._feed(item, now)
             for key, framer in self._framers.items():
                 before = framer.offset
-                emitted = framer.flush_due(now)
+                emitted = self.handler.take(framer, framer.flush_due(now))
                 if emitted:
-                    records += len(emitted)
-                    self.handler.handle(emitted)
+                    records += emitted
                     self.handler.state.count_file(key, read_bytes=framer.offset - before)
                     changed = True
             if changed:
@@ -128,30 +137,28 @@ class Pipeline:
         framer = self._framers.get(item.key)
         if framer is None or framer.fed_until != item.offset:
             if framer is not None:  # a gap: the tail moved on without telling; start clean
-                self.handler.handle(framer.flush())
+                self.handler.take(framer, framer.flush())
             framer = self._framers[item.key] = Framer(
-                item.key, item.offset, self._max_record_bytes, self._quiet
+                item.key, item.offset, self._max_record_bytes, self._quiet, self._count_only
             )
         before = framer.offset
-        records = framer.feed(item.data, now)
-        self.handler.handle(records)
+        records = self.handler.take(framer, framer.feed(item.data, now))
         self.handler.state.count_file(item.key, read_bytes=framer.offset - before)
-        return len(records)
+        return records
 
     def _reset(self, item: Reset) -> int:
         framer = self._framers.pop(item.key, None)
-        records = []
+        records = 0
         if framer is not None:
             before = framer.offset
-            records = framer.flush()  # the old file is complete: its last record too
-            self.handler.handle(records)
+            records = self.handler.take(framer, framer.flush())  # the old file is complete
             self.handler.state.count_file(item.key, read_bytes=framer.offset - before)
         if item.reason in _ROTATION_REASONS:
             self.handler.state.count_file(item.key, rotations=1)
         elif item.reason == "truncated":
             self.handler.state.count_file(item.key, truncations=1)
         logger.info("log file {}: {}", item.key, item.reason)
-        return len(records)
+        return records
 
     def _commit(self) -> None:
         events = self.handler.take_events()

@@ -133,6 +133,16 @@ class MinerState:
 
     # -- inputs ----------------------------------------------------------------------------
 
+    def count_records(self, counts: Mapping[str, int], time: float, truncated: int = 0) -> None:
+        """Records counted in bulk (levels no pattern reads); `time` is the newest one's."""
+        for level, n in counts.items():
+            key = _RECORDS_BY_LEVEL.get(level) or ("tdm_log_records_total", labels(level=level))
+            self.counters[key] = self.counters.get(key, 0.0) + n
+        if truncated:
+            self._inc("tdm_log_oversized_records_total", (), truncated)
+        if self.last_record_time is None or time > self.last_record_time:
+            self.last_record_time = time
+
     def count_record(self, level: str, time: float, truncated: bool = False) -> None:
         key = _RECORDS_BY_LEVEL.get(level) or ("tdm_log_records_total", labels(level=level))
         counters = self.counters

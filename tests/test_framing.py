@@ -206,3 +206,14 @@ def test_generated_logs_frame_to_their_ground_truth(entries, cuts) -> None:
     assert [(r.level, r.message) for r in records] == [
         (level, "\n".join([message, *continuation])) for level, message, continuation in entries
     ]
+
+
+def test_count_only_levels_are_counted_not_built() -> None:
+    data = line("req", "DEBUG", "001") + line("a") + line("resp", "DEBUG", "002") + b"hdrs\n\n" + line("b", "DEBUG", "003")
+    framer = Framer("f", count_only=frozenset({"DEBUG"}))
+    records = framer.feed(data, 0.0) + framer.flush()
+    assert [r.message for r in records] == ["a"]
+    counted, last, truncated = framer.take_counted()
+    assert counted == {"DEBUG": 3} and last == ("2026-11-23 22:23:54", 3) and truncated == 0
+    assert framer.take_counted() == ({}, None, 0)
+    assert framer.offset == len(data)
