@@ -215,13 +215,17 @@ class Lifecycle:
         else:
             raise TransitionError(f"restart ({reason}): not possible while {self.state.value}")
 
-    def reset(self, now: float) -> None:
-        """Forget the backoff and the crash-loop history; from FAILED start again at once.
-        The only way out of FAILED (after a config change or /-/restart)."""
+    def reset(self, now: float, reason: str | None = None) -> None:
+        """Forget the backoff and the crash-loop history; from FAILED start again at once, counting
+        `reason` ("config", "manual") as a restart. The only way out of FAILED."""
+        if reason is not None and reason not in DELIBERATE_REASONS:
+            raise ValueError(f"reset reason: expected one of {DELIBERATE_REASONS}, got {reason!r}")
         self.delay = None
         self._recent.clear()
         if self.state is State.FAILED:
             self.failure = None
+            if reason is not None:
+                self._count_restart(reason)
             self._to_starting()
 
     def tick(self, now: float) -> Action | None:

@@ -148,6 +148,15 @@ def test_crash_loop_cap_fails_and_only_reset_leaves_failed():
     assert crash_and_wait(lc, now) == 10  # the history is forgotten too
 
 
+def test_reset_with_a_reason_counts_it_as_a_restart():
+    lc = running(Lifecycle(NO_JITTER))
+    lc.exited(1.0, 3, expected=False)
+    lc.reset(2.0, "manual")
+    assert lc.state is State.STARTING and lc.restarts == {"manual": 1}
+    with pytest.raises(ValueError, match="'crash'"):
+        lc.reset(3.0, "crash")
+
+
 def test_restarts_spread_over_more_than_the_window_are_not_a_loop():
     lc = running(Lifecycle(BackoffPolicy(jitter=0.0, max_restarts=2, window=100.0, healthy_after=1e9)))
     now = 0.0

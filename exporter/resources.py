@@ -1,0 +1,132 @@
+"""Resources of the miner's process tree: CPU seconds, resident memory, threads, fds, processes.
+
+TDM's packaged builds are a parent plus a child, so we sample the root and all its descendants
+(psutil `children(recursive=True)`), minus the pids `exclude` names (our Xvfb: just that pid).
+
+CPU seconds is a counter that never goes backwards while processes come and go: each process is
+tracked by `(pid, create_time)` with the psutil.Process we made for it (one per process, not one
+per tick) and its last user+system CPU (the `children_*` fields are left out: a reaped child's time
+would count twice). When a process disappears its last value moves to a "departed" total.
+Limitation: CPU a process used after our last look at it, or a process born and gone between two
+samples, is not counted.
+
+Each process costs one `oneshot()` round of reads of /proc per sample, plus psutil's scan of /proc
+to find the descendants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import psutil
+
+
+@dataclass(frozen=True)
+class ResourceSample:
+    cpu_seconds_total: float  # user+system of the tree, a counter
+    resident_memory_bytes: int
+    threads: int
+    open_fds: int
+    processes: int
+
+
+_Key = tuple  # (pid, create_time): a pid can be reused, a (pid, start time) cannot
+
+
+@dataclass
+class _Tracked:
+    process: psutil.Process
+    cpu: float  # last user+system seen
+
+
+class ProcessTreeSampler:
+    def __init__(self, root_pid: int, exclude: Callable[[int], bool] = lambda pid: False) -> None:
+        self.root_pid = root_pid
+        self._exclude = exclude
+        self._root: psutil.Process | None = None
+        self._tracked: dict[_Key, _Tracked] = {}
+        self._departed_cpu = 0.0
+        self._last_cpu_total = 0.0
+        self._gone = False
+
+    def sample(self) -> ResourceSample | None:
+        """The tree's resources now; None once the root is gone (or a zombie)."""
+        if self._gone:
+            return None  # for good: the pid may belong to another process by now
+        root = self._root_process()
+        if root is None:
+            return None
+        try:
+            descendants = root.children(recursive=True)  # raises if the root's pid was reused
+        except psutil.NoSuchProcess:
+            self._gone = True
+            return None
+        seen: dict[_Key, _Tracked] = {}
+        rss = threads = fds = processes = 0
+        root_alive = False
+        for process in (root, *descendants):
+            if process is not root and self._exclude(process.pid):
+                continue
+            key = (process.pid, _create_time(process))
+            tracked = self._tracked.get(key) or _Tracked(process, 0.0)
+            seen[key] = tracked
+            reading = _read(tracked.process)
+            if reading is None:
+                continue  # exited since the listing: keeps its last CPU until it is no longer listed
+            cpu, alive, process_rss, process_threads, process_fds = reading
+            tracked.cpu = max(tracked.cpu, cpu)
+            if alive:
+                processes += 1
+                rss += process_rss
+                threads += process_threads
+                fds += process_fds
+                root_alive = root_alive or process is root
+        for key, tracked in self._tracked.items():
+            if key not in seen:  # no longer in the tree: its CPU stays in the counter
+                self._departed_cpu += tracked.cpu
+        self._tracked = seen
+        if not root_alive:
+            self._gone = True
+            return None
+        # Floating-point sums in a different order can differ in the last bit: keep the counter monotonic.
+        cpu_total = max(self._last_cpu_total, self._departed_cpu + sum(t.cpu for t in seen.values()))
+        self._last_cpu_total = cpu_total
+        return ResourceSample(cpu_total, rss, threads, fds, processes)
+
+    def _root_process(self) -> psutil.Process | None:
+        if self._root is None:
+            try:
+                self._root = psutil.Process(self.root_pid)
+            except psutil.NoSuchProcess:
+                self._gone = True
+                return None
+        return self._root
+
+
+def _create_time(process: psutil.Process) -> float:
+    try:
+        return process.create_time()  # cached by psutil at construction
+    except psutil.Error:
+        return 0.0
+
+
+def _read(process: psutil.Process) -> tuple[float, bool, int, int, int] | None:
+    """(user+system CPU, alive, RSS, threads, fds) of one process; None if it is gone.
+
+    A zombie (exited, not reaped yet) still shows its final CPU; it is not alive and holds nothing.
+    """
+    try:
+        with process.oneshot():
+            times = process.cpu_times()
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return times.user + times.system, False, 0, 0, 0
+            rss = process.memory_info().rss
+            threads = process.num_threads()
+            try:
+                fds = process.num_fds()
+            except psutil.AccessDenied:  # another user's process: its fds are not ours to count
+                fds = 0
+    except (psutil.NoSuchProcess, psutil.AccessDenied):  # ZombieProcess included: exited mid-read
+        return None
+    return times.user + times.system, True, rss, threads, fds
