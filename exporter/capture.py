@@ -8,10 +8,14 @@ TDM's `FILE_FORMATTER`, so the pipeline frames this file like log.txt. Levels ar
   continuation lines. A text starting with "\n" keeps its empty first line. One trailing newline
   is dropped.
 - A continuation line that would itself parse as a record header gets ONE leading space, so the
-  framer cannot take it for a new record (the only change ever made to a text).
-- Each record is written with a single `os.write` on an O_APPEND descriptor, so a follower never sees
-  half a record, and several writers (the daemon's pumps and the launcher in TDM's process) can
-  append to the same file without mixing their records.
+  framer cannot take it for a new record. Nothing else in a text is changed.
+- Each record is ONE `os.write` on an O_APPEND descriptor: records never interleave, even with
+  several writers (the daemon's pumps and the launcher inside TDM's process share the file), and a
+  follower sees a record whole (a reader racing a write of several pages may briefly see its start,
+  which the framer holds until the line is complete).
+- `pump` copies a child's pipe: one record per line, decoded as UTF-8 with replacement, "\r\n"
+  endings dropped, lines longer than MAX_LINE_BYTES split into several records (a character cut at
+  the split is kept whole in the next piece), a last line without "\n" written at EOF.
 
 This module and `launcher` use only the standard library: the launcher runs in TDM's interpreter.
 """
@@ -91,7 +95,7 @@ class OutputCapture:
             if self._wake is None:
                 self._wake = os.pipe()
             thread = threading.Thread(target=self._pump, args=(stream, level, self._wake[0]), name=f"capture-{level}")
-            self._pumps.append(thread)
+            self._pumps = [*(t for t in self._pumps if t.is_alive()), thread]  # one capture, many restarts
         thread.start()
         return thread
 

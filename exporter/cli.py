@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--format", choices=("prom", "json"), default="prom")
     rep.add_argument("--timezone", default="local", help="TDM's time zone (default: this machine's)")
 
+    demo = commands.add_parser("demo", help="the daemon supervising a built-in simulated miner (no Twitch account)")
+    demo.add_argument("--scenario", default="happy", choices=("happy", "flaky", "crash", "terminated", "stall", "login-required"))
+    demo.add_argument("--web.listen-address", dest="listen_address", default="127.0.0.1:9797")
+    demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)")
+
     events = commands.add_parser("events", help="list stored events, newest first")
     events.add_argument("--config.file", dest="config_file", type=Path)
     events.add_argument("--kind")
@@ -62,7 +67,8 @@ def _config(path: Path | None) -> Config:
 def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import run
 
-    return run(_config(args.config_file), args.listen_address)
+    config_file = args.config_file or (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None)
+    return run(_config(args.config_file), args.listen_address, config_file)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -88,6 +94,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     registry.register(StateCollector(lambda: handler.state.snapshot(handler.state.last_record_time or 0.0)))
     out.write(generate_latest(registry).decode())
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.scenario, args.listen_address, args.speed)
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -116,7 +128,7 @@ def _event_json(event) -> str:
     )
 
 
-COMMANDS = {"run": cmd_run, "replay": cmd_replay, "events": cmd_events}
+COMMANDS = {"run": cmd_run, "replay": cmd_replay, "demo": cmd_demo, "events": cmd_events}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

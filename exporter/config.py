@@ -257,7 +257,7 @@ def _listen_address(value: Any, path: Path_, ctx: Context) -> Any:
 
 def _display(value: Any, path: Path_, ctx: Context) -> Any:
     text = _string(value, path, ctx)
-    if text is INVALID or text in ("auto", "none") or re.fullmatch(r"[\w.-]*:\d+(\.\d+)?", text):
+    if text is INVALID or text in ("auto", "none") or re.fullmatch(r":\d+(\.\d+)?", text):
         return text
     return ctx.fail(path, f"expected auto, none or a display such as :99, got {text!r}")
 

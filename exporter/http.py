@@ -6,8 +6,10 @@ so a scrape never waits on I/O to TDM.
 
 from __future__ import annotations
 
+import ssl
+import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
@@ -15,6 +17,8 @@ from urllib.parse import parse_qs, urlsplit
 from loguru import logger
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from .webconfig import Gate, WebConfig, ssl_context, tls_listener
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -66,6 +70,8 @@ def post(handler: Handler) -> Route:
 
 class _RequestHandler(BaseHTTPRequestHandler):
     routes: Mapping[str, Route] = {}
+    gate: Gate = Gate()
+    timeout = 30  # a silent (TLS) client holds its thread, but not forever
     server_version = "twitchminert"
     protocol_version = "HTTP/1.1"
 
@@ -80,8 +86,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
+        denial = self.gate.check(method, url.path, self.headers)
         route = self.routes.get(url.path)
-        if route is None:
+        if denial is not None:
+            # close: an unread POST body must not be parsed as the next request
+            response = Response(denial.status, denial.body, headers={**denial.headers, "Connection": "close"})
+        elif route is None:
             response = text(404, "not found")
         elif method not in route.methods:
             response = Response(405, b"method not allowed\n", headers={"Allow": ", ".join(sorted(route.methods))})
@@ -102,6 +112,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return text(500, "internal error")
 
     def _send(self, response: Response, with_body: bool) -> None:
+        response = replace(response, headers={**self.gate.response_headers, **response.headers})
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
@@ -115,13 +126,27 @@ class _RequestHandler(BaseHTTPRequestHandler):
         logger.debug("http: " + format, *args)
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        # Plain HTTP to the TLS port, or a client that went away: not worth a traceback.
+        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError, TimeoutError)):
+            logger.debug("http: dropped connection from {}", client_address[0])
+            return
+        super().handle_error(request, client_address)
+
+
 class Server:
     """A running server; `port` is the bound one (useful with port 0); `stop()` shuts it down."""
 
-    def __init__(self, host: str, port: int, routes: Mapping[str, Route]) -> None:
-        handler = type("RouteHandler", (_RequestHandler,), {"routes": dict(routes)})
-        self._httpd = ThreadingHTTPServer((host, port), handler)
-        self._httpd.daemon_threads = True
+    def __init__(self, host: str, port: int, routes: Mapping[str, Route], web: WebConfig | None = None) -> None:
+        handler = type("RouteHandler", (_RequestHandler,), {"routes": dict(routes), "gate": Gate.from_config(web)})
+        self._httpd = _HTTPServer((host, port), handler)
+        context = ssl_context(web) if web is not None else None
+        if context is not None:
+            self._httpd.socket = tls_listener(self._httpd.socket, context)
+        self.scheme = "https" if context is not None else "http"
         self.host, self.port = self._httpd.server_address[:2]
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="twitchminert-http")
 

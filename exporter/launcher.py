@@ -113,7 +113,7 @@ class GuiMirror:
         except Exception as error:  # never break TDM's output box for our file
             if not self._failed:
                 self._failed = True
-                _warn(f"cannot write the captured output ({error}); GUI output will not be mirrored")
+                _warn(f"cannot write the captured output ({error}); GUI lines will be missing from it")
 
 
 def _looks_logged(message: object) -> bool:
@@ -124,7 +124,7 @@ def _looks_logged(message: object) -> bool:
 class _PatchOnImport(importlib.abc.MetaPathFinder):
     """One shot: when `name` is first imported, run `patch(module)` right after the module ran."""
 
-    def __init__(self, name: str, patch: Callable[[ModuleType], None]) -> None:
+    def __init__(self, name: str, patch: Callable[[ModuleType | None], None]) -> None:
         self.name = name
         self.patch = patch
 

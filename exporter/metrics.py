@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .state import MINER_STATUSES, SESSION_STATES, Snapshot
+
+if TYPE_CHECKING:
+    from .supervisor import SupervisorStatus
 
 COUNTER_HELP = {
     "tdm_log_records_total": "Log records read from TDM's files, by level.",
@@ -116,3 +119,50 @@ def _one_hot(name: str, doc: str, label: str, values: Iterable[str], current: st
     for value in values:
         family.add_metric([value], 1 if value == current else 0)
     return family
+
+
+class SupervisorCollector(Collector):
+    """The miner process as the supervisor sees it (run or attach mode)."""
+
+    def __init__(self, status: Callable[[], "SupervisorStatus | None"]) -> None:
+        self._status = status
+
+    def collect(self) -> Iterable[Metric]:
+        from .lifecycle import State
+
+        status = self._status()
+        if status is None:  # logs only: nobody watches the process
+            return
+        yield GaugeMetricFamily("tdm_miner_up", "1 when TDM's process is running.", value=1 if status.up else 0)
+        if status.start_time is not None and status.up:
+            yield GaugeMetricFamily(
+                "tdm_miner_start_time_seconds", "When the running TDM process started.", value=status.start_time
+            )
+        yield _one_hot(
+            "tdm_supervisor_state",
+            "The supervisor's state (1 for the current one).",
+            "state",
+            [state.value for state in State],
+            status.state.value,
+        )
+        restarts = CounterMetricFamily("tdm_miner_restarts_total", "Restarts of TDM, by reason.", labels=["reason"])
+        for reason in ("crash", "terminated", "stall", "config", "manual"):
+            restarts.add_metric([reason], status.restarts.get(reason, 0))
+        yield restarts
+        exits = CounterMetricFamily("tdm_miner_exits_total", "Exits of TDM, by code and meaning.", labels=["code", "meaning"])
+        for (code, meaning), count in sorted(status.exits.items()):
+            exits.add_metric([str(code), meaning], count)
+        yield exits
+        if status.last_exit_code is not None:
+            yield GaugeMetricFamily("tdm_miner_last_exit_code", "TDM's last exit code.", value=status.last_exit_code)
+        sample = status.resources
+        if sample is not None:
+            yield CounterMetricFamily(
+                "tdm_miner_cpu_seconds_total", "CPU time of TDM's whole process tree.", value=sample.cpu_seconds_total
+            )
+            yield GaugeMetricFamily(
+                "tdm_miner_resident_memory_bytes", "Resident memory of TDM's process tree.", value=sample.resident_memory_bytes
+            )
+            yield GaugeMetricFamily("tdm_miner_threads", "Threads in TDM's process tree.", value=sample.threads)
+            yield GaugeMetricFamily("tdm_miner_open_fds", "Open file descriptors in TDM's process tree.", value=sample.open_fds)
+            yield GaugeMetricFamily("tdm_miner_processes", "Processes in TDM's process tree.", value=sample.processes)

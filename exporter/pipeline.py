@@ -34,6 +34,7 @@ class RecordHandler:
     clock: LocalClock
     state: MinerState
     keep_events: bool = True
+    listeners: list[Callable[[Event], None]] = field(default_factory=list)  # told of every event
     events: list[Event] = field(default_factory=list)
 
     def handle(self, records: Iterable[Record]) -> None:
@@ -43,8 +44,12 @@ class RecordHandler:
             state.count_record(record.level, when, record.truncated)
             for event in patterns.events(record, when):
                 state.apply(event)
-                if self.keep_events and event.kind is not EventKind.USER_METRIC:
+                if event.kind is EventKind.USER_METRIC:
+                    continue
+                if self.keep_events:
                     self.events.append(event)
+                for listener in self.listeners:
+                    listener(event)
 
     def take(self, framer: Framer, records: list[Record]) -> int:
         """Handle what a framer call gave, the records it only counted included."""

@@ -1,17 +1,20 @@
 """Resources of the miner's process tree: CPU seconds, resident memory, threads, fds, processes.
 
 TDM's packaged builds are a parent plus a child, so we sample the root and all its descendants
-(psutil `children(recursive=True)`), minus the pids `exclude` names (our Xvfb: just that pid).
+(psutil `children(recursive=True)`), minus the pids `exclude` names (our Xvfb: just that pid, not its
+children; the root is never excluded).
 
-CPU seconds is a counter that never goes backwards while processes come and go: each process is
-tracked by `(pid, create_time)` with the psutil.Process we made for it (one per process, not one
-per tick) and its last user+system CPU (the `children_*` fields are left out: a reaped child's time
-would count twice). When a process disappears its last value moves to a "departed" total.
-Limitation: CPU a process used after our last look at it, or a process born and gone between two
-samples, is not counted.
+CPU seconds is a counter that never goes backwards while processes come and go. Each process is
+tracked by `(pid, create_time)`, keeping the first psutil.Process we saw for it (the fresh objects
+`children()` lists are only used for their key) and its last user+system CPU; the `children_*`
+fields are left out, or a reaped child's time would count twice. When a process leaves the tree,
+its last value moves to a "departed" total. A zombie still shows its final CPU but is not counted
+as a process. Not counted: CPU a process used after our last look at it, and processes born and
+gone between two samples.
 
-Each process costs one `oneshot()` round of reads of /proc per sample, plus psutil's scan of /proc
-to find the descendants.
+Cost per sample: one `oneshot()` round of /proc reads per tree process (~0.1 ms each) plus psutil's
+scan of every /proc/<pid>/stat on the host to find descendants (~20 µs per host process), which
+dominates: about 3 ms for a 5-process tree on a host with 130 processes.
 """
 
 from __future__ import annotations

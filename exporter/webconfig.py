@@ -21,6 +21,10 @@ Supported:
 
 The pieces the HTTP server uses: `ssl_context(config)` and `tls_listener(sock, context)` for TLS,
 and a `Gate` that it asks about each request before routing (basic auth, cross-site POSTs).
+The file is read once, at start-up or reload (exporter-toolkit re-reads it on every request).
+The cross-site check compares Origin with Host, so it does not stop DNS rebinding (a hostile name
+resolving to 127.0.0.1 is "same origin" with itself); basic auth does, as the browser holds no
+password for that name.
 """
 
 from __future__ import annotations
@@ -416,10 +420,9 @@ class Authenticator:
         self._bcrypt_lock = threading.Lock()
 
     def check(self, authorization: str | None) -> bool:
-        credentials = parse_basic(authorization)
-        if credentials is None:
+        credentials = parse_basic(authorization) if authorization else None
+        if authorization is None or credentials is None:
             return False
-        assert authorization is not None
         digest = hmac.new(self._key, authorization.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
         now = self._clock()
         with self._cache_lock:

@@ -112,7 +112,7 @@ class FakeExporter:
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # HTTP/1.0: one request per connection
         self._httpd.daemon_threads = True
-        self.url = "http://127.0.0.1:%d" % self._httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="landing-test-http")
         self._thread.start()
         self._stopped = False
@@ -171,9 +171,11 @@ def _new_page(browser, color_scheme: str = "light"):
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     page.on(
         "console",
-        lambda message: problems.append(f"console: {message.text}")
-        if "Content Security Policy" in message.text or "Refused to" in message.text
-        else None,
+        lambda message: (
+            problems.append(f"console: {message.text}")
+            if "Content Security Policy" in message.text or "Refused to" in message.text
+            else None
+        ),
     )
     page.clock.set_fixed_time(datetime.fromtimestamp(NOW, timezone.utc))
     return context, page, problems
@@ -369,7 +371,7 @@ def test_level_filter_hides_non_matching_events(page, site, canned):
         assert set(page.locator("#events tr").evaluate_all("rows => rows.map(r => r.dataset.level)")) == {level}
         # the page also asks the exporter for that level only, so older matches are not crowded out
         query = {"level": [level], "limit": ["50"]}
-        wait_until(lambda: query in canned.event_queries, 5, what=f"a request for {level} events")
+        wait_until(lambda query=query: query in canned.event_queries, 5, what=f"a request for {level} events")
     select.select_option("STDERR")
     expect(rows).to_have_count(0)
     expect(page.locator("#events-empty")).to_have_text("No STDERR events among the latest.")
@@ -393,12 +395,17 @@ def test_event_messages_are_text_not_markup(page, site, canned):
                 "kind": "<b>kind</b>",
                 "level": "<i>ERROR</i>",
                 "source": "<u>log</u>",
-                "message": "<b>first line</b>\n<script>window.__pwned = 3</script><img src=x onerror=\"window.__pwned = 4\">",
+                "message": '<b>first line</b>\n<script>window.__pwned = 3</script><img src=x onerror="window.__pwned = 4">',
                 "fields": {},
             },
         ],
-        status={**load_sample("happy"), "current_mining": {
-            **load_sample("happy")["current_mining"], "drop": '<img src=x onerror="window.__pwned = 5">'}},
+        status={
+            **load_sample("happy"),
+            "current_mining": {
+                **load_sample("happy")["current_mining"],
+                "drop": '<img src=x onerror="window.__pwned = 5">',
+            },
+        },
     )
     open_page(page, site, "mining")
     rows = page.locator("#events tr")
@@ -468,7 +475,7 @@ def test_page_is_self_contained_and_inserts_no_markup():
 
 def test_csp_hash_matches_the_inline_script():
     html = LANDING.read_text()
-    scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
+    scripts = re.findall(r"<script>(.*?)</script>", html, re.DOTALL)
     assert len(scripts) == 1
     digest = base64.b64encode(hashlib.sha256(scripts[0].encode()).digest()).decode()
     csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', html).group(1)
@@ -479,13 +486,34 @@ def test_csp_hash_matches_the_inline_script():
 
 
 def test_samples_have_the_status_shape():
-    keys = {"running", "pid", "memory_mb", "cpu_percent", "uptime_seconds", "last_activity", "status", "session",
-            "current_mining", "supervisor", "config", "drops", "cookies", "version"}
+    keys = {
+        "running",
+        "pid",
+        "memory_mb",
+        "cpu_percent",
+        "uptime_seconds",
+        "last_activity",
+        "status",
+        "session",
+        "current_mining",
+        "supervisor",
+        "config",
+        "drops",
+        "cookies",
+        "version",
+    }
     for name in CASES:
         data = load_sample(name)
         assert set(data) == keys, name
-        assert set(data["current_mining"]) == {"channel", "game", "drop", "progress_minutes", "required_minutes",
-                                               "percent", "eta"}
+        assert set(data["current_mining"]) == {
+            "channel",
+            "game",
+            "drop",
+            "progress_minutes",
+            "required_minutes",
+            "percent",
+            "eta",
+        }
         assert set(data["supervisor"]) == {"state", "restarts", "last_exit_code", "last_exit_meaning"}
         assert set(data["config"]) == {"last_reload_successful", "error"}
     for event in load_sample("events"):

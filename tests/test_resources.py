@@ -142,15 +142,16 @@ def test_sample_cost_for_five_processes(tree, capsys):
         tree.spawn()
     sampler = ProcessTreeSampler(tree.proc.pid)
     wait_until(lambda: sampler.sample().processes == 5, what="5 processes")
-    rounds = 200
-    started = time.perf_counter()
-    for _ in range(rounds):
+    timings = []
+    for _ in range(200):
+        started = time.perf_counter()
         sampler.sample()
-    per_sample = (time.perf_counter() - started) / rounds
+        timings.append(time.perf_counter() - started)
+    per_sample = sorted(timings)[len(timings) // 2]  # the median: other work on the box adds outliers
     host_processes = len(psutil.pids())
     with capsys.disabled():
         print(f"\nsample(): {per_sample * 1e6:.0f} µs for 5 processes ({host_processes} processes on the host)")
-    assert per_sample < 0.05
+    assert per_sample < 0.05  # typically 2-4 ms, most of it psutil's scan of /proc
 
 
 def test_sampling_this_process():

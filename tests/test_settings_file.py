@@ -16,10 +16,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from hypothesis import given, settings as hypothesis_settings, strategies as st
-
 import tdm_reference as ref
 from conftest import FIXTURES, REPO
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
 from exporter import settings_file as sf
 from exporter.settings_file import (
     LAST_GOOD_NAME,
@@ -142,7 +144,9 @@ def _urlsplit_ok(text: str) -> bool:
 NAMES = st.text(st.characters(exclude_categories=()), max_size=12)  # any code point: quotes, controls, surrogates
 SETTINGS = st.builds(
     TdmSettings,
-    proxy=st.one_of(st.just(""), st.from_regex(r"\Ahttps?://[a-z0-9.-]{1,20}:[0-9]{1,5}\Z"), NAMES.filter(_urlsplit_ok)),
+    proxy=st.one_of(
+        st.just(""), st.from_regex(r"\Ahttps?://[a-z0-9.-]{1,20}:[0-9]{1,5}\Z"), NAMES.filter(_urlsplit_ok)
+    ),
     priority=st.lists(NAMES, max_size=6).map(tuple),
     exclude=st.frozensets(NAMES, max_size=6),
     priority_mode=st.sampled_from(PriorityMode),
@@ -229,6 +233,8 @@ LOAD_CASES = {
                                       replace(FIXTURE, dark_mode=True)),
     "empty object: defaults": ({SETTINGS_NAME: "{}"}, DEFAULTS),
     "missing keys: defaults": ({SETTINGS_NAME: '{"priority": ["X"]}'}, TdmSettings(priority=("X",))),
+    "missing sets and lists: defaults": ({SETTINGS_NAME: doc(priority=DROP, exclude=DROP)},
+                                         TdmSettings(priority_mode=PriorityMode.ENDING_SOONEST)),
     "valid .new wins": ({SETTINGS_NAME: FIXTURE_TEXT, NEW_NAME: DEFAULTS_TEXT}, DEFAULTS),
     "valid .new wins over a broken settings.json": ({SETTINGS_NAME: "", NEW_NAME: FIXTURE_TEXT}, FIXTURE),
     "broken .new ignored": ({SETTINGS_NAME: FIXTURE_TEXT, NEW_NAME: FIXTURE_TEXT[:100]}, FIXTURE),
@@ -512,8 +518,11 @@ def test_kill_9_during_writes_never_leaves_a_truncated_file(tmp_path):
     directory = tmp_path / "tdm"
     directory.mkdir()
     versions = [
-        {"priority": [f"Game {version}-{n} \u00e9" for n in range(400)], "exclude": [f"X{version}-{n}" for n in range(50)],
-         "dark_mode": version % 2 == 0}
+        {
+            "priority": [f"Game {version}-{n} \u00e9" for n in range(400)],
+            "exclude": [f"X{version}-{n}" for n in range(50)],
+            "dark_mode": version % 2 == 0,
+        }
         for version in range(4)
     ]
     (tmp_path / "versions.json").write_text(json.dumps(versions))

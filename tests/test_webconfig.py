@@ -1,8 +1,8 @@
 """--web.config.file: config checks, real TLS and basic auth on 127.0.0.1, timing, cross-site POSTs.
 
 Certificates are made per test session with the openssl CLI; nothing secret is committed.
-The server under test is exporter.http's handler with the Gate wired in the way the module's
-docstring and the lead's wiring describe (see _GatedHandler), behind a TLS listener.
+The server under test is exporter.http's handler with the Gate wired in as exporter.http is meant
+to wire it (see _GatedHandler), behind a TLS listener.
 """
 
 from __future__ import annotations

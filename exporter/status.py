@@ -1,0 +1,104 @@
+"""The status API's answer, composed from snapshots. Pure: no I/O, `now` is passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from . import __version__
+from .cookies import JarInfo
+from .state import Snapshot
+from .supervisor import SupervisorStatus
+
+
+@dataclass(frozen=True)
+class ConfigState:
+    last_reload_successful: bool = True
+    last_success_time: float | None = None
+    error: str | None = None
+
+
+def effective(snapshot: Snapshot, supervisor: SupervisorStatus | None) -> Snapshot:
+    """What the logs say, unless the process is gone: then nothing they said is true any more."""
+    if supervisor is None or supervisor.up:
+        return snapshot
+    return replace(snapshot, status="stopped", channel=None, websocket_shards=frozenset())
+
+
+def miner_status(
+    snapshot: Snapshot,
+    supervisor: SupervisorStatus | None,
+    config: ConfigState,
+    jar: JarInfo | None,
+    cpu_percent: float | None,
+    now: float,
+) -> dict[str, Any]:
+    snap = effective(snapshot, supervisor)
+    drop = snap.drop
+    current = {"channel": snap.channel, "game": snap.game, "drop": None, "progress_minutes": None,
+               "required_minutes": None, "percent": None, "eta": None, "last_progress": None}
+    if drop is not None and snap.status != "stopped":
+        remaining = max(0, drop.required - drop.current)
+        current.update(
+            game=drop.game,
+            drop=drop.name,
+            progress_minutes=drop.current,
+            required_minutes=drop.required,
+            percent=round(drop.percent, 1),
+            eta=drop.last_progress_time + remaining * 60.0,
+            last_progress=drop.last_progress_time,
+        )
+    running = supervisor.up if supervisor is not None else None
+    resources = supervisor.resources if supervisor is not None else None
+    start_time = supervisor.start_time if supervisor is not None and supervisor.up else None
+    claimed = sum(v for (name, _), v in snap.counters.items() if name == "tdm_drops_claimed_total")
+    completed = sum(v for (name, _), v in snap.counters.items() if name == "tdm_drops_completed_total")
+    return {
+        "running": running,
+        "pid": supervisor.pid if supervisor is not None and supervisor.up else None,
+        "memory_mb": round(resources.resident_memory_bytes / 2**20, 1) if resources else None,
+        "cpu_percent": None if cpu_percent is None else round(cpu_percent, 2),
+        "uptime_seconds": round(now - start_time, 1) if start_time is not None else None,
+        "last_activity": snap.last_record_time,
+        "status": snap.status,
+        "session": snap.session,
+        "current_mining": current,
+        "supervisor": _supervisor(supervisor),
+        "config": {"last_reload_successful": config.last_reload_successful, "error": config.error},
+        "drops": {
+            "claimed_today": snap.claims_today,
+            "claimed_total": int(claimed),
+            "completed_total": int(completed),
+            "per_hour": round(snap.drops_per_hour, 3),
+        },
+        "websocket_connections": len(snap.websocket_shards),
+        "last_error": None if snap.last_error is None else {"time": snap.last_error[0], "message": snap.last_error[1]},
+        "cookies": _cookies(jar),
+        "version": __version__,
+    }
+
+
+def _supervisor(status: SupervisorStatus | None) -> dict[str, Any] | None:
+    if status is None:
+        return None
+    return {
+        "state": status.state.value,
+        "mode": status.mode,
+        "attached": status.attached,
+        "restarts": sum(status.restarts.values()),
+        "last_exit_code": status.last_exit_code,
+        "last_exit_meaning": status.last_exit_meaning,
+        "failure": status.failure,
+    }
+
+
+def _cookies(jar: JarInfo | None) -> dict[str, Any] | None:
+    if jar is None:
+        return None
+    return {
+        "present": jar.present,
+        "modified": jar.modified_time,
+        "format": jar.format,
+        "has_auth_token": jar.has_auth_token,
+        "token_expiry": jar.auth_token_expiry,
+    }
