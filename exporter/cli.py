@@ -14,10 +14,11 @@ from typing import Sequence
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
-from . import __version__, daemon_log
+from . import __version__, config_cli, daemon_log
 from .config import DEFAULT_CONFIG_FILE, Config, ConfigError, load_config
 from .metrics import StateCollector
 from .patterns import PatternError
+from .settings_file import SettingsUnreadable
 from .pipeline import RecordHandler, replay
 from .state import MinerState
 from .timestamps import LocalClock, zone
@@ -49,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--scenario", default="happy", choices=("happy", "flaky", "crash", "terminated", "stall", "login-required"))
     demo.add_argument("--web.listen-address", dest="listen_address", default="127.0.0.1:9797")
     demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)")
+
+    config_cli.add_parser(commands)
 
     events = commands.add_parser("events", help="list stored events, newest first")
     events.add_argument("--config.file", dest="config_file", type=Path)
@@ -128,7 +131,7 @@ def _event_json(event) -> str:
     )
 
 
-COMMANDS = {"run": cmd_run, "replay": cmd_replay, "demo": cmd_demo, "events": cmd_events}
+COMMANDS = {"run": cmd_run, "replay": cmd_replay, "demo": cmd_demo, "events": cmd_events, "config": config_cli.run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as error:
             raise UsageError(str(error)) from None
         return COMMANDS[args.command](args)
-    except (UsageError, ConfigError, PatternError) as error:
+    except (UsageError, ConfigError, PatternError, SettingsUnreadable) as error:
         for line in str(error).splitlines() or [type(error).__name__]:
             print(f"twitchminert: {line}", file=sys.stderr)
         return EXIT_USAGE

@@ -140,7 +140,7 @@ class Daemon:
             "/api/events": get(self._events),
             "/-/healthy": get(lambda request: text(200, "OK")),
             "/-/ready": get(self._ready),
-            "/-/reload": post(lambda request: self._reload_answer("http")),
+            "/-/reload": post(self._reload_answer),
             "/-/restart": post(self._restart),
         }
 
@@ -332,7 +332,8 @@ class Daemon:
             self.server.stop()
         self._start_server()
 
-    def _reload_answer(self, source: str) -> Response:
+    def _reload_answer(self, request: Request) -> Response:
+        source = "cli" if request.query.get("source") == ["cli"] else "http"
         ok, message = self.reload(source)
         return text(200 if ok else 400, message)
 
