@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
 from . import __version__, config_cli, daemon_log
-from .config import DEFAULT_CONFIG_FILE, Config, ConfigError, load_config
+from .config import DEFAULT_CONFIG_FILE, DEFAULT_LOG_FILE, Config, ConfigError, load_config
 from .metrics import StateCollector
 from .patterns import PatternError
 from .settings_file import SettingsUnreadable
@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twitchminert", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"twitchminert {__version__}")
     parser.add_argument("--log.level", dest="log_level", default="INFO", help="our own log level (default INFO)")
+    parser.add_argument(
+        "--log.file", dest="log_file", type=Path, help=f"also log to this file (run: default {DEFAULT_LOG_FILE})"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="the daemon: follow TDM's logs and serve /metrics")
@@ -118,17 +121,7 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def _event_json(event) -> str:
-    return json.dumps(
-        {
-            "time": event.time,
-            "kind": event.kind.value,
-            "level": event.level,
-            "source": event.source,
-            "message": event.message,
-            "fields": dict(event.fields),
-        },
-        ensure_ascii=False,
-    )
+    return json.dumps(event.to_dict(), ensure_ascii=False)
 
 
 COMMANDS = {"run": cmd_run, "replay": cmd_replay, "demo": cmd_demo, "events": cmd_events, "config": config_cli.run}
@@ -138,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         try:
-            daemon_log.setup(args.log_level)
+            log_file = args.log_file or (DEFAULT_LOG_FILE if args.command == "run" else None)
+            daemon_log.setup(args.log_level, log_file)
         except ValueError as error:
             raise UsageError(str(error)) from None
         return COMMANDS[args.command](args)

@@ -16,11 +16,13 @@ from urllib.parse import urlsplit
 
 from . import yamlfile
 from .framing import DEFAULT_MAX_RECORD_BYTES
+from .lifecycle import BackoffPolicy
 from .timestamps import zone
 
 HOME = Path(os.environ.get("TWITCHMINERT_HOME", "~/.twitchminert")).expanduser()
 DEFAULT_CONFIG_FILE = HOME / "config" / "twitchminert.yaml"
 DEFAULT_DATA_DIR = HOME / "data"
+DEFAULT_LOG_FILE = HOME / "logs" / "twitchminert.log"  # our own log, beside the data
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9797"
 CAPTURED_OUTPUT = Path("logs") / "miner_output.log"  # under the data dir, written by the supervisor
 MIN_STALL_SECONDS = 1800.0
@@ -35,15 +37,6 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class Backoff:
-    initial: float = 10.0
-    max: float = 1800.0
-    healthy_after: float = 600.0
-    max_restarts: int = 5
-    window: float = 3600.0
-
-
-@dataclass(frozen=True)
 class MinerConfig:
     dir: Path | None = None
     command: tuple[str, ...] = ()  # empty: TDM's main.py in `dir` with this Python
@@ -55,7 +48,7 @@ class MinerConfig:
     pid_file: Path | None = None
     restart_on_terminated: bool = True
     restart_on_stall: float | None = None  # seconds; None = off
-    backoff: Backoff = field(default_factory=Backoff)
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
 
 
 @dataclass(frozen=True)
@@ -323,7 +316,10 @@ def _section(schema: Mapping[str, Converter], build: Callable[..., Any]) -> Conv
             fields[key] = converter(item, path + (key,), ctx)
         if INVALID in fields.values():
             return INVALID
-        return build(**fields)
+        try:
+            return build(**fields)
+        except ValueError as error:  # a check across keys, e.g. backoff max below initial
+            return ctx.fail(path, str(error))
 
     return convert
 
@@ -380,7 +376,7 @@ SCHEMA: dict[str, Converter] = {
             "pid_file": _path,
             "restart_on_terminated": _bool,
             "restart_on_stall": _stall,
-            "backoff": _section(_BACKOFF_SCHEMA, Backoff),
+            "backoff": _section(_BACKOFF_SCHEMA, BackoffPolicy),
         },
         MinerConfig,
     ),

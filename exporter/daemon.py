@@ -24,7 +24,6 @@ from .config import Config, ConfigError, load_config
 from .cookies import JarInfo, read_auth_token, read_jar
 from .events import Event, EventKind
 from .http import Request, Response, Route, Server, get, metrics_route, parse_listen_address, post, text
-from .lifecycle import BackoffPolicy
 from .metrics import StateCollector, SupervisorCollector
 from .patterns import PatternSet, load_user_patterns
 from .pipeline import Follower, Pipeline, RecordHandler
@@ -55,7 +54,6 @@ def build_patterns(files: tuple[Path, ...]) -> PatternSet:
 
 def supervisor_settings(config: Config) -> SupervisorSettings:
     miner = config.miner
-    backoff = miner.backoff
     return SupervisorSettings(
         dir=miner.dir,
         command=miner.command,
@@ -67,13 +65,7 @@ def supervisor_settings(config: Config) -> SupervisorSettings:
         pid_file=miner.pid_file,
         restart_on_terminated=miner.restart_on_terminated,
         restart_on_stall_seconds=miner.restart_on_stall,
-        policy=BackoffPolicy(
-            initial=backoff.initial,
-            max=backoff.max,
-            healthy_after=backoff.healthy_after,
-            max_restarts=backoff.max_restarts,
-            window=backoff.window,
-        ),
+        policy=miner.backoff,
     )
 
 
@@ -371,21 +363,10 @@ class Daemon:
         except ValueError:
             return text(400, "since, until and limit must be numbers")
         events = self.store.query_events(arg("kind"), arg("level"), since, until, limit)
-        return Response(200, json.dumps([event_json(e) for e in events]).encode(), "application/json")
+        return Response(200, json.dumps([e.to_dict() for e in events]).encode(), "application/json")
 
     def _landing(self, request: Request) -> Response:
         return Response(200, LANDING_PAGE.read_bytes(), "text/html; charset=utf-8")
-
-
-def event_json(event: Event) -> dict[str, Any]:
-    return {
-        "time": event.time,
-        "kind": event.kind.value,
-        "level": event.level,
-        "source": event.source,
-        "message": event.message,
-        "fields": dict(event.fields),
-    }
 
 
 def config_diff(old: Config, new: Config) -> dict[str, list[Any]]:

@@ -16,7 +16,7 @@ def _redact_record(record) -> None:
     record["message"] = redact(record["message"])
 
 
-def setup(level: str = "INFO", file: str | None = None) -> None:
+def setup(level: str = "INFO", file=None) -> None:
     """Send our log to stderr (and a file, if given) at `level`."""
     level = level.upper()
     if level not in LEVELS:

@@ -12,7 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .config import Backoff, Config, MinerConfig, StorageConfig, WebConfig
+from .config import Config, MinerConfig, StorageConfig, WebConfig
+from .lifecycle import BackoffPolicy
 
 SIMULATOR_MAIN = Path(__file__).with_name("simulator") / "main.py"
 SCENARIOS = ("happy", "flaky", "crash", "terminated", "stall", "login-required")
@@ -30,7 +31,7 @@ def demo_config(workdir: Path, scenario: str, speed: float, listen_address: str)
             display="none",  # the simulator has no window
             stop_timeout=5.0,
             # Quick restarts so the crash scenario shows its whole story in a few minutes.
-            backoff=Backoff(initial=2.0, max=60.0, healthy_after=120.0, max_restarts=5, window=3600.0),
+            backoff=BackoffPolicy(initial=2.0, max=60.0, healthy_after=120.0, max_restarts=5, window=3600.0),
         ),
         settings={"priority": DEMO_PRIORITY, "priority_mode": "ending_soonest"},
         storage=StorageConfig(path=workdir / "data"),

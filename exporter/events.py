@@ -86,3 +86,14 @@ class Event:
     source: str  # the followed file's key
     message: str  # redacted text of the whole record
     fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data, as the API and the CLI show an event."""
+        return {
+            "time": self.time,
+            "kind": self.kind.value,
+            "level": self.level,
+            "source": self.source,
+            "message": self.message,
+            "fields": dict(self.fields),
+        }

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -61,6 +63,7 @@ class DaemonProcess:
     """`python -m exporter ...` as a child; learns its port from the 'listening on' log line."""
 
     def __init__(self, args: Sequence[str], env: dict | None = None, cwd: Path | None = None) -> None:
+        self.home = tempfile.mkdtemp(prefix="tm-home-")  # our own log file goes here, not to ~
         self.lines: list[str] = []
         self._queue: queue.Queue[str] = queue.Queue()
         self.proc = subprocess.Popen(
@@ -68,7 +71,7 @@ class DaemonProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, "TWITCHMINERT_HOME": self.home, **(env or {})},
             cwd=cwd or REPO,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -108,6 +111,7 @@ class DaemonProcess:
             self.proc.kill()
             code = self.proc.wait(5)
         self._reader.join(5)
+        shutil.rmtree(self.home, ignore_errors=True)
         return code
 
     def output(self) -> str:
