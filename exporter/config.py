@@ -324,21 +324,33 @@ def _section(schema: Mapping[str, Converter], build: Callable[..., Any]) -> Conv
     return convert
 
 
+def _valid_names(value: Any, key: str, path: Path_, ctx: Context) -> list[tuple[int, str]]:
+    """(index, name) of each valid game name in settings.<key>, even when other items or keys are not."""
+    items = value.get(key) if isinstance(value, dict) else None
+    if not isinstance(items, list):
+        return []
+    scratch = Context(ctx.document)  # the section's own check reports the bad items
+    names = [(index, _game(item, path + (key, index), scratch)) for index, item in enumerate(items)]
+    return [(index, name) for index, name in names if name is not INVALID]
+
+
 def _settings(value: Any, path: Path_, ctx: Context) -> Any:
     settings = _section(SETTINGS_SCHEMA, dict)(value, path, ctx)
-    if settings is INVALID:
-        return INVALID
-    both = set(settings.get("priority", ())) & set(settings.get("exclude", ()))
-    for game in sorted(both):
-        index = settings["exclude"].index(game)
-        ctx.fail(path + ("exclude", index), f"{game!r} is also in settings.priority")
-    for key in ("priority", "exclude"):
+    # Checked on the valid names even when something else is wrong: every problem is reported at once.
+    priority = _valid_names(value, "priority", path, ctx)
+    prioritized = {name for _, name in priority}
+    failed = False
+    for key, names in (("priority", priority), ("exclude", _valid_names(value, "exclude", path, ctx))):
         seen: set[str] = set()
-        for index, game in enumerate(settings.get(key, ())):
+        for index, game in names:
             if game in seen:
                 ctx.fail(path + (key, index), f"{game!r} is listed twice")
+                failed = True
+            elif key == "exclude" and game in prioritized:
+                ctx.fail(path + (key, index), f"{game!r} is also in settings.priority")
+                failed = True
             seen.add(game)
-    return INVALID if both else settings
+    return INVALID if failed else settings
 
 
 SETTINGS_SCHEMA: dict[str, Converter] = {
@@ -410,7 +422,7 @@ SCHEMA: dict[str, Converter] = {
 
 def load_config(path: Path) -> Config:
     try:
-        document = yamlfile.load(path)
+        document = yamlfile.load(path, keep_going=True)
     except yamlfile.YamlError as error:
         raise ConfigError(str(error)) from None
     return config_from(document)
@@ -418,7 +430,7 @@ def load_config(path: Path) -> Config:
 
 def parse_config(text: str, name: str = "twitchminert.yaml") -> Config:
     try:
-        document = yamlfile.parse(text, name)
+        document = yamlfile.parse(text, name, keep_going=True)
     except yamlfile.YamlError as error:
         raise ConfigError(str(error)) from None
     return config_from(document)
@@ -436,6 +448,8 @@ def config_from(document: yamlfile.Document) -> Config:
             ctx.fail((name,), f"unknown section (expected one of {', '.join(SCHEMA)})")
             continue
         sections[name] = converter(body, (name,), ctx)
-    if ctx.errors:
-        raise ConfigError("\n".join(ctx.errors))
+    errors = [*document.errors, *ctx.errors]  # duplicate keys, then the rest: all `file:line: ...`
+    if errors:
+        errors.sort(key=lambda error: int(error[len(document.name) + 1 :].split(":", 1)[0]))  # stable: by line
+        raise ConfigError("\n".join(errors))
     return Config(**sections)

@@ -111,7 +111,7 @@ def _apply(args: argparse.Namespace, config: Config) -> int:
 
     sync = SettingsSync(directory, config.settings, record)
     sync.prepare()
-    if events and config.store_file.parent.exists():
+    if events:  # the audit trail, even before the daemon's first run (Store.open creates the folder)
         from .store import Store
 
         with Store.open(config.store_file) as store:

@@ -27,6 +27,7 @@ from .http import Request, Response, Route, Server, get, metrics_route, parse_li
 from .metrics import StateCollector, SupervisorCollector
 from .patterns import PatternSet, load_user_patterns
 from .pipeline import Follower, Pipeline, RecordHandler
+from .redaction import redact
 from .session_check import SessionChecker
 from .settings_sync import SettingsSync
 from .state import MinerState, Snapshot
@@ -247,6 +248,7 @@ class Daemon:
 
     def _record(self, action: str, fields: dict[str, Any], kind: EventKind = EventKind.SUPERVISOR) -> None:
         """Our own events (config changes, restores) go to the store beside TDM's."""
+        fields = _redacted(fields)  # settings.proxy may carry user:password@ (shown by /api/events)
         event = Event(kind, time.time(), "INFO", "twitchminert", f"{action}: {json.dumps(fields, sort_keys=True)}", {"action": action, **fields})
         self.store.commit([event], [], {}, {})
 
@@ -369,6 +371,17 @@ class Daemon:
         return Response(200, LANDING_PAGE.read_bytes(), "text/html; charset=utf-8")
 
 
+def _redacted(value: Any) -> Any:
+    """`value` with every string in it (keys too) passed through redact()."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_redacted(key): _redacted(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted(item) for item in value]
+    return value
+
+
 def config_diff(old: Config, new: Config) -> dict[str, list[Any]]:
     """Per-key changes as `{"section.key": [old, new]}`, plain JSON-able values."""
     changes: dict[str, list[Any]] = {}
@@ -469,11 +482,13 @@ class _ConfigFileWatcher:
     """Sets `changed` when the config file is written (watchdog), so the main loop reloads."""
 
     def __init__(self, path: Path, changed: threading.Event) -> None:
-        self._path = path.resolve()
+        # Not resolve()d: the identity follows a symlink at every check, so a link switched to a new target
+        # (a Kubernetes ConfigMap update) is a change; the target's folder is watched too, for prompt wake-ups.
+        self._path = path.absolute()
         self._changed = changed
         self._file_changed = False
         self._stat = self._identity()
-        self._watcher = Watcher([self._path])
+        self._watcher = Watcher({self._path, self._path.resolve()})
         self._watcher.start()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="twitchminert-config-watch")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from .state import MINER_STATUSES, SESSION_STATES, Snapshot
 
@@ -166,3 +169,79 @@ class SupervisorCollector(Collector):
             yield GaugeMetricFamily("tdm_miner_threads", "Threads in TDM's process tree.", value=sample.threads)
             yield GaugeMetricFamily("tdm_miner_open_fds", "Open file descriptors in TDM's process tree.", value=sample.open_fds)
             yield GaugeMetricFamily("tdm_miner_processes", "Processes in TDM's process tree.", value=sample.processes)
+
+
+# -- exposition ----------------------------------------------------------------------------------
+# prometheus_client's generate_latest validates and escapes every name of every sample, which is
+# about half of a scrape's time. Our collectors yield only plain counters and gauges with legal
+# names, so exposition() writes those directly, byte for byte what generate_latest would write,
+# and hands anything else (other types, timestamps, odd names) to generate_latest.
+
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_PLAIN_TYPES = frozenset({"counter", "gauge"})
+
+
+class _NotPlain(Exception):
+    pass
+
+
+class _Collected:
+    def __init__(self, metrics: list[Metric]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> list[Metric]:
+        return self._metrics
+
+
+def exposition(registry: Collector) -> bytes:
+    """generate_latest(registry) (the Prometheus text format 0.0.4), faster."""
+    metrics = list(registry.collect())
+    try:
+        return _render(metrics)
+    except _NotPlain:
+        return generate_latest(_Collected(metrics))
+
+
+def _value(value: float) -> str:
+    if type(value) is int and -10**15 < value < 10**6:  # floatToGoString's answer, without float repr
+        return f"{value}.0"
+    return floatToGoString(value)
+
+
+def _label_value(value: str) -> str:
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+    return value
+
+
+def _render(metrics: list[Metric]) -> bytes:
+    out: list[str] = []
+    legal_labels: set[str] = set()
+    for metric in metrics:
+        kind = metric.type
+        if kind not in _PLAIN_TYPES:
+            raise _NotPlain
+        base = metric.name
+        name = base + "_total" if kind == "counter" else base
+        if not _METRIC_NAME.fullmatch(name):
+            raise _NotPlain
+        doc = metric.documentation
+        if "\\" in doc or "\n" in doc:
+            doc = doc.replace("\\", r"\\").replace("\n", r"\n")
+        out.append(f"# HELP {name} {doc}\n# TYPE {name} {kind}\n")
+        for sample in metric.samples:
+            if sample.timestamp is not None or sample.name != name:  # _created and the like
+                raise _NotPlain
+            if not sample.labels:
+                out.append(f"{name} {_value(sample.value)}\n")
+                continue
+            parts = []
+            for key, value in sorted(sample.labels.items()):
+                if key not in legal_labels:
+                    if not _LABEL_NAME.fullmatch(key):
+                        raise _NotPlain
+                    legal_labels.add(key)
+                parts.append(f'{key}="{_label_value(value)}"')
+            out.append(f"{name}{{{','.join(parts)}}} {_value(sample.value)}\n")
+    return "".join(out).encode("utf-8")

@@ -293,6 +293,9 @@ class MinerState:
     def _remember_game(self, game: str) -> None:
         if game in self.known_games:
             return
+        # Series start at 0, so increase() over them sees a game's first drop too.
+        for name in ("tdm_drops_completed_total", "tdm_drops_claimed_total"):
+            self.counters.setdefault((name, labels(game=game)), 0.0)
         self.known_games.append(game)
         del self.known_games[: max(0, len(self.known_games) - KNOWN_GAMES_LIMIT)]
 

@@ -356,6 +356,8 @@ class Supervisor:
             return
         self._child, self._killed_at = None, None
         code = child.proc.returncode
+        if code < 0:  # Popen's -N for "killed by signal N": report it as a shell would, 128+N
+            code = 128 - code
         self._kill_group(child.proc.pid)  # whatever is left of its tree
         self._leftovers = [t for t in self._leftovers + child.threads if t.is_alive()]
         expected = self._lifecycle.state is State.STOPPING

@@ -32,6 +32,7 @@ class Document:
     value: Any
     lines: dict[Path_, int]  # 1-based line of each value
     raw_scalars: dict[Path_, str]  # the source text of scalars YAML 1.1 turned into booleans
+    errors: tuple[str, ...] = ()  # with keep_going: `file:line: path: duplicate key` (the first value is kept)
 
     def line(self, path: Path_) -> int:
         while path and path not in self.lines:
@@ -42,7 +43,7 @@ class Document:
         return f"{self.name}:{self.line(path)}"
 
 
-def load(path: Path) -> Document:
+def load(path: Path, *, keep_going: bool = False) -> Document:
     name = Path(path).name
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -50,10 +51,12 @@ def load(path: Path) -> Document:
         raise YamlError(f"{name}: file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as error:
         raise YamlError(f"{name}: cannot read: {error}") from None
-    return parse(text, name)
+    return parse(text, name, keep_going=keep_going)
 
 
-def parse(text: str, name: str) -> Document:
+def parse(text: str, name: str, *, keep_going: bool = False) -> Document:
+    """The document; a duplicate key raises YamlError, or with `keep_going` is listed in `errors` so a caller
+    can report it with every other problem."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as error:
@@ -63,11 +66,12 @@ def parse(text: str, name: str) -> Document:
         raise YamlError(f"{name}{line}: invalid YAML: {problem}") from None
     lines: dict[Path_, int] = {}
     raw: dict[Path_, str] = {}
-    value = _convert(node, (), name, lines, raw) if node is not None else None
-    return Document(name, value, lines, raw)
+    errors: list[str] | None = [] if keep_going else None
+    value = _convert(node, (), name, lines, raw, errors) if node is not None else None
+    return Document(name, value, lines, raw, tuple(errors or ()))
 
 
-def _convert(node: yaml.Node, path: Path_, name: str, lines: dict, raw: dict) -> Any:
+def _convert(node: yaml.Node, path: Path_, name: str, lines: dict, raw: dict, errors: list[str] | None) -> Any:
     lines[path] = node.start_mark.line + 1
     if node.tag not in _SAFE_TAGS:
         raise YamlError(f"{name}:{lines[path]}: invalid YAML: the tag {node.tag} is not allowed")
@@ -78,13 +82,15 @@ def _convert(node: yaml.Node, path: Path_, name: str, lines: dict, raw: dict) ->
                 raise YamlError(f"{name}:{key_node.start_mark.line + 1}: {_dotted(path)}: keys must be plain names")
             key = key_node.value
             if key in result:
-                raise YamlError(
-                    f"{name}:{key_node.start_mark.line + 1}: {_dotted(path + (key,))}: duplicate key"
-                )
-            result[key] = _convert(value_node, path + (key,), name, lines, raw)
+                duplicate = f"{name}:{key_node.start_mark.line + 1}: {_dotted(path + (key,))}: duplicate key"
+                if errors is None:
+                    raise YamlError(duplicate)
+                errors.append(duplicate)
+                continue
+            result[key] = _convert(value_node, path + (key,), name, lines, raw, errors)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_convert(item, path + (i,), name, lines, raw) for i, item in enumerate(node.value)]
+        return [_convert(item, path + (i,), name, lines, raw, errors) for i, item in enumerate(node.value)]
     if node.tag == _BOOL_TAG:
         raw[path] = node.value
     return _SCALARS.construct_object(node)  # the plain scalar, as safe_load would give it

@@ -88,6 +88,7 @@ nonsense: {}
         "twitchminert.yaml:4: settings.priority[1]: a game name cannot be empty",
         "twitchminert.yaml:5: settings.priority[2]: expected a game name (string), got 12",
         "twitchminert.yaml:6: settings.priority[3]: a game name cannot contain control characters: 'bad\\tname'",
+        "twitchminert.yaml:7: settings.exclude[0]: 'Game A' is also in settings.priority",
         "twitchminert.yaml:8: settings.proxy: expected a proxy URL with scheme, host and port (http://host:8080), got 'http://127.0.0.1'",
         "twitchminert.yaml:9: settings.connection_quality: expected a whole number from 1 to 6, got 7",
         "twitchminert.yaml:10: settings.bogus: unknown key (expected one of priority, exclude, priority_mode, proxy, connection_quality, language, dark_mode, tray_notifications, autostart_tray, enable_badges_emotes, available_drops_check)",

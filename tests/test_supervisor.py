@@ -212,7 +212,7 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_timeout(supervise):
     took = time.monotonic() - began
     assert 1.0 <= took < 3.0  # after the timeout, not before
     status = supervisor.status()
-    assert (status.last_exit_code, status.last_exit_meaning) == (-9, "killed by SIGKILL")
+    assert (status.last_exit_code, status.last_exit_meaning) == (137, "killed by SIGKILL")
     assert gone(pid)
 
 

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import json
 import logging
+import os
 import random
 import string
 import uuid
@@ -260,6 +261,19 @@ class Websocket:
             ws_logger.info(f"Websocket[{self._idx}] stopped.")
 
 
+def save_cookie_jar(path, user_id: int) -> None:
+    """What TDM's `jar.save()` writes after a login with aiohttp 3.14: JSON, mode 0600, and its own
+    auth-token as a host-only session cookie with no expiry (see the cookies.jar notes)."""
+
+    def cookie(key: str, value: str) -> dict[str, Any]:
+        return {"key": key, "value": value, "coded_value": value, "path": "/", "domain": "www.twitch.tv", "host_only": True}
+
+    jar = {"www.twitch.tv|": {"auth-token": cookie("auth-token", ACCESS_TOKEN), "persistent": cookie("persistent", str(user_id))}}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        json.dump(jar, file, indent=2)
+
+
 class Twitch:
     def __init__(
         self, settings: Settings, gui: GUIManager, scenario: Scenario, *, speed: float, seed: int
@@ -460,6 +474,7 @@ class Twitch:
             headers={"Authorization": f"OAuth {ACCESS_TOKEN}"},
         )
         logger.info(f"Login successful, user ID: {self.user_id}")
+        save_cookie_jar(self.settings.path.parent / "cookies.jar", self.user_id)
 
     async def _device_login(self) -> None:
         headers = self._headers(auth=False)
