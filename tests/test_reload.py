@@ -176,10 +176,6 @@ class Miner:
     def settings_bytes(self) -> bytes:
         return (self.tdm / settings_file.SETTINGS_NAME).read_bytes()
 
-    def started_pids(self) -> list[int]:
-        found = (re.search(r"started the miner \(pid (\d+)\)", line) for line in list(self.daemon.lines))
-        return [int(match.group(1)) for match in found if match]
-
     def wait_mining(self, game: str) -> int:
         """Wait until the running TDM mines `game`; return its pid."""
         wait_until(lambda: self.mining() == game, DEADLINE, what=f"TDM to mine {game}")
@@ -219,24 +215,25 @@ class Miner:
     def shutdown(self) -> None:
         """Stop the daemon gracefully (it stops TDM); kill what a SIGKILLed daemon left running."""
         self.daemon.stop()
-        kill_leftovers(self.started_pids(), self.tdm)
+        kill_leftovers(self.root)
 
 
-def kill_leftovers(pids: Sequence[int], tdm: Path) -> None:
-    """Kill the process groups of simulators started for this test that are still running (a daemon
-    killed with SIGKILL leaves its TDM running, as it would a real one)."""
-    for pid in pids:
-        try:
-            process = psutil.Process(pid)
-            ours = str(tdm) in process.cmdline()
-        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+def kill_leftovers(root: Path) -> None:
+    """Kill the processes still running with a path under this test's `root` in their command line: a
+    daemon killed with SIGKILL leaves its TDM running (as it would a real one), maybe one it had just
+    forked. `root` is the test's own tmp_path, so nothing else matches."""
+    prefix = str(root) + os.sep
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        if process.pid == os.getpid() or not any(prefix in arg for arg in process.info["cmdline"] or ()):
             continue
-        if ours:  # not a recycled pid
-            try:
-                os.killpg(pid, signal.SIGKILL)
-                process.wait(10)
-            except (ProcessLookupError, psutil.NoSuchProcess):
-                pass
+        try:
+            if os.getpgid(process.pid) == process.pid:  # the simulator: a process group of its own
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.kill()
+            process.wait(10)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
 
 
 @pytest.fixture
@@ -262,8 +259,9 @@ def start_miner(tmp_path: Path, daemon_factory):
         return miner
 
     yield start
-    for miner in started:
-        miner.shutdown()
+    for miner in reversed(started):
+        miner.daemon.stop()  # gracefully: each daemon stops its TDM
+    kill_leftovers(tmp_path)
 
 
 # -- the tests -----------------------------------------------------------------------------------------
@@ -464,7 +462,7 @@ def test_kill_9_right_after_a_reload_leaves_a_loadable_settings_json(start_miner
     wait_until(lambda: any(exited in line for line in list(miner.daemon.lines)), DEADLINE, what="TDM to stop")
     miner.daemon.proc.kill()
     miner.daemon.proc.wait(10)
-    kill_leftovers(miner.started_pids(), miner.tdm)  # a TDM it may have started again, unsaved
+    kill_leftovers(miner.root)  # a TDM it may have started again: killed, it saves nothing
 
     settings = settings_file.load(miner.tdm)  # raises SettingsUnreadable if TDM could not start on it
     assert settings.priority in (FIRST, SWAPPED)  # the old file or the new one, never a part of one

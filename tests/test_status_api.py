@@ -18,7 +18,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from conftest import DaemonProcess, http_get, sample, wait_until
 
 from exporter.demo import DEMO_PRIORITY, SIMULATOR_MAIN
@@ -51,6 +50,12 @@ def status_json(daemon) -> dict:
     code, body = http_get(daemon.url + "/api/miner/status")
     assert code == 200, body
     return json.loads(body)
+
+
+def status_when(daemon, condition) -> dict | None:
+    """The status JSON if `condition(status)` holds, else None (for wait_until)."""
+    answer = status_json(daemon)
+    return answer if condition(answer) else None
 
 
 def events(daemon, query: str = "") -> tuple[int, object]:
@@ -178,7 +183,7 @@ def test_happy_is_mining(scenario) -> None:
     daemon = scenario["happy"]
     # "Watching: <channel>" makes it mining; the drop comes with the first progress minute.
     answer = wait_until(
-        lambda: (lambda s: s["status"] == "mining" and s["current_mining"]["drop"] and s)(status_json(daemon)),
+        lambda: status_when(daemon, lambda s: s["status"] == "mining" and s["current_mining"]["drop"]),
         20,
         what="mining a drop",
     )
@@ -214,7 +219,7 @@ def test_status_shape(scenario) -> None:
 
 def test_terminated(scenario) -> None:
     daemon = scenario["terminated"]
-    answer = wait_until(lambda: (lambda s: s["status"] == "terminated" and s)(status_json(daemon)), 20, what="terminated")
+    answer = wait_until(lambda: status_when(daemon, lambda s: s["status"] == "terminated"), 20, what="terminated")
     assert answer["running"] is True  # stopped mining, still alive
     assert answer["supervisor"]["state"] == "running" and answer["supervisor"]["restarts"] == 0
     code, crashes = events(daemon, "?kind=task_crash")
@@ -225,7 +230,7 @@ def test_terminated(scenario) -> None:
 def test_login_required(scenario) -> None:
     daemon = scenario["login-required"]
     answer = wait_until(
-        lambda: (lambda s: s["status"] == "login_required" and s)(status_json(daemon)), 20, what="login_required"
+        lambda: status_when(daemon, lambda s: s["status"] == "login_required"), 20, what="login_required"
     )
     assert answer["session"] == "login_required"
     assert answer["running"] is True
@@ -249,7 +254,7 @@ def test_stall_is_mining_with_a_stale_last_progress(scenario) -> None:
 def test_crash_then_backoff(scenario) -> None:
     daemon = scenario["crash"]
     answer = wait_until(
-        lambda: (lambda s: s["supervisor"]["last_exit_code"] is not None and s)(status_json(daemon)), 20, what="the exit"
+        lambda: status_when(daemon, lambda s: s["supervisor"]["last_exit_code"] is not None), 20, what="the exit"
     )
     assert answer["running"] is False and answer["pid"] is None
     assert answer["supervisor"]["state"] == "backoff"

@@ -15,13 +15,11 @@ import sys
 import threading
 import time
 import urllib.request
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 import psutil
 import pytest
-
 from conftest import http_get, sample, wait_until
 
 from exporter.demo import DEMO_PRIORITY, SIMULATOR_MAIN
@@ -48,6 +46,12 @@ def status_json(daemon) -> dict:
     code, body = http_get(daemon.url + "/api/miner/status")
     assert code == 200, body
     return json.loads(body)
+
+
+def status_when(daemon, condition) -> dict | None:
+    """The status JSON if `condition(status)` holds, else None (for wait_until)."""
+    answer = status_json(daemon)
+    return answer if condition(answer) else None
 
 
 def events_json(daemon, query: str = "") -> list[dict]:
@@ -168,7 +172,7 @@ def test_happy_scenario_metrics(launch) -> None:
     assert cpu[-1] > 0
 
     metrics = daemon.metrics()
-    drop = re.search(r'^tdm_drop_current_minutes\{drop="([^"]+)",game="([^"]+)"\} (\S+)$', metrics, re.M)
+    drop = re.search(r'^tdm_drop_current_minutes\{drop="([^"]+)",game="([^"]+)"\} (\S+)$', metrics, re.MULTILINE)
     assert drop is not None, "no current drop on /metrics"
     name, game = drop.group(1), drop.group(2)
     assert game in (*DEMO_PRIORITY, "Neon Drift")
@@ -177,7 +181,7 @@ def test_happy_scenario_metrics(launch) -> None:
     assert sample(metrics, "tdm_session_state", state="authenticated") == 1
     assert sample(metrics, "tdm_miner_restarts_total", reason="crash") == 0
     # The GUI-only "Watching:" line came through the launcher's mirror.
-    assert re.search(r'^tdm_watching_info\{channel="[^"]+",game="[^"]*"\} 1', metrics, re.M)
+    assert re.search(r'^tdm_watching_info\{channel="[^"]+",game="[^"]*"\} 1', metrics, re.MULTILINE)
 
 
 def test_terminated_is_detected_and_restarted_through_the_backoff(launch) -> None:
@@ -189,10 +193,10 @@ def test_terminated_is_detected_and_restarted_through_the_backoff(launch) -> Non
         what="a restart for reason terminated",
     )
     second = wait_until(
-        lambda: (lambda s: s["running"] and s["pid"] not in (None, first) and s["pid"])(status_json(daemon)),
+        lambda: status_when(daemon, lambda s: s["running"] and s["pid"] not in (None, first)),
         30,
         what="a new miner pid",
-    )
+    )["pid"]
     assert second != first
     crashes = events_json(daemon, "?kind=task_crash")
     assert any(event["fields"].get("task") == "_watch_loop" for event in crashes), crashes
@@ -260,7 +264,7 @@ def test_login_required_through_the_gui_mirror(launch, tmp_path: Path) -> None:
     # "Please log in to continue." is GUI-only: it is in the launcher's captured output, not in log.txt.
     (workdir,) = tmp_path.glob("twitchminert-demo-*")
     captured = (workdir / "data" / "logs" / "miner_output.log").read_text()
-    assert re.search(r"^\S+ \S+:\t +GUI:\tPlease log in to continue\.$", captured, re.M), captured
+    assert re.search(r"^\S+ \S+:\t +GUI:\tPlease log in to continue\.$", captured, re.MULTILINE), captured
     assert "Please log in" not in (workdir / "tdm" / "log.txt").read_text()
 
 
