@@ -30,6 +30,9 @@ def demo_config(workdir: Path, scenario: str, speed: float, listen_address: str)
             command=command,
             display="none",  # the simulator has no window
             stop_timeout=5.0,
+            # The crash scenario exits 1 right after its fatal error (real TDM waits for its window to be
+            # closed); let it, so the demo shows the crash restarts rather than a terminated restart.
+            restart_on_terminated=scenario != "crash",
             # Quick restarts so the crash scenario shows its whole story in a few minutes.
             backoff=BackoffPolicy(initial=2.0, max=60.0, healthy_after=120.0, max_restarts=5, window=3600.0),
         ),
