@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Sequence
 
+import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +65,7 @@ class DaemonProcess:
 
     def __init__(self, args: Sequence[str], env: dict | None = None, cwd: Path | None = None) -> None:
         self.home = tempfile.mkdtemp(prefix="tm-home-")  # our own log file goes here, not to ~
+        self.orphans: list[psutil.Process] = []
         self.lines: list[str] = []
         self._queue: queue.Queue[str] = queue.Queue()
         self.proc = subprocess.Popen(
@@ -104,6 +106,12 @@ class DaemonProcess:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         if self.proc.poll() is None:
+            # A daemon killed with SIGKILL cannot stop the miner it supervises: remember its
+            # process tree so the test's teardown can end what is left of it.
+            try:
+                self.orphans += psutil.Process(self.proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                pass
             self.proc.send_signal(sig)
         try:
             code = self.proc.wait(timeout)
@@ -129,7 +137,11 @@ def daemon_factory():
 
     yield start
     for daemon in started:
-        daemon.stop(signal.SIGKILL)
+        daemon.stop(signal.SIGTERM)  # graceful: the daemon stops the miner it supervises
+    leftovers = [p for daemon in started for p in daemon.orphans if p.is_running()]
+    for process in leftovers:
+        process.kill()
+    psutil.wait_procs(leftovers, timeout=10)
 
 
 @pytest.fixture(autouse=True)
