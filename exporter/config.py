@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from . import yamlfile
 from .framing import DEFAULT_MAX_RECORD_BYTES
 from .lifecycle import BackoffPolicy
+from .redaction import redact
 from .timestamps import zone
 
 HOME = Path(os.environ.get("TWITCHMINERT_HOME", "~/.twitchminert")).expanduser()
@@ -291,13 +292,14 @@ def _proxy(value: Any, path: Path_, ctx: Context) -> Any:
     text = _string(value, path, ctx)
     if text is INVALID:
         return INVALID
+    shown = redact(text)  # the message reaches the status API and /-/reload answers: no user:password@
     try:
         url = urlsplit(text)
         port = url.port
     except ValueError:
-        return ctx.fail(path, f"not a valid URL: {text!r}")
+        return ctx.fail(path, f"not a valid URL: {shown!r}")
     if url.scheme not in ("http", "https", "socks4", "socks5") or not url.hostname or port is None:
-        return ctx.fail(path, f"expected a proxy URL with scheme, host and port (http://host:8080), got {text!r}")
+        return ctx.fail(path, f"expected a proxy URL with scheme, host and port (http://host:8080), got {shown!r}")
     return text
 
 

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from . import settings_file
 from .config import Config, load_config
 from .events import Event, EventKind
 from .lockfile import lock_holder
+from .redaction import redact_all
 from .settings_sync import SettingsSync
 
 EXIT_USAGE = 2
@@ -78,7 +80,8 @@ def _diff(args: argparse.Namespace, config: Config) -> int:
 
 
 def _apply(args: argparse.Namespace, config: Config) -> int:
-    url = f"http://{config.web.listen_address}/-/reload?source=cli"
+    query = urllib.parse.urlencode({"source": "cli", "file": str(args.file.resolve())})
+    url = f"http://{config.web.listen_address}/-/reload?{query}"
     try:
         request = urllib.request.Request(url, method="POST", data=b"")
         with urllib.request.urlopen(request, timeout=30) as answer:
@@ -107,6 +110,7 @@ def _apply(args: argparse.Namespace, config: Config) -> int:
     events: list[Event] = []
 
     def record(action: str, fields: dict) -> None:
+        fields = redact_all(fields)  # settings.proxy may carry user:password@, as in the daemon's events
         events.append(Event(EventKind.CONFIG_CHANGE, time.time(), "INFO", "twitchminert", f"{action}: {json.dumps(fields, sort_keys=True)}", {"action": action, "source": "cli", **fields}))
 
     sync = SettingsSync(directory, config.settings, record)

@@ -27,7 +27,7 @@ from .http import Request, Response, Route, Server, get, metrics_route, parse_li
 from .metrics import StateCollector, SupervisorCollector
 from .patterns import PatternSet, load_user_patterns
 from .pipeline import Follower, Pipeline, RecordHandler
-from .redaction import redact
+from .redaction import redact_all
 from .session_check import SessionChecker
 from .settings_sync import SettingsSync
 from .state import MinerState, Snapshot
@@ -248,7 +248,7 @@ class Daemon:
 
     def _record(self, action: str, fields: dict[str, Any], kind: EventKind = EventKind.SUPERVISOR) -> None:
         """Our own events (config changes, restores) go to the store beside TDM's."""
-        fields = _redacted(fields)  # settings.proxy may carry user:password@ (shown by /api/events)
+        fields = redact_all(fields)  # settings.proxy may carry user:password@ (shown by /api/events)
         event = Event(kind, time.time(), "INFO", "twitchminert", f"{action}: {json.dumps(fields, sort_keys=True)}", {"action": action, **fields})
         self.store.commit([event], [], {}, {})
 
@@ -328,6 +328,10 @@ class Daemon:
 
     def _reload_answer(self, request: Request) -> Response:
         source = "cli" if request.query.get("source") == ["cli"] else "http"
+        wanted = request.query.get("file")
+        if wanted and self.config_file is not None and Path(wanted[0]).resolve() != self.config_file.resolve():
+            # `config apply OTHER.yaml`: the daemon only ever reads its own file.
+            return text(409, f"this daemon reads {self.config_file}, not {wanted[0]}: edit that file, or apply it there")
         ok, message = self.reload(source)
         return text(200 if ok else 400, message)
 
@@ -369,17 +373,6 @@ class Daemon:
 
     def _landing(self, request: Request) -> Response:
         return Response(200, LANDING_PAGE.read_bytes(), "text/html; charset=utf-8")
-
-
-def _redacted(value: Any) -> Any:
-    """`value` with every string in it (keys too) passed through redact()."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {_redacted(key): _redacted(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_redacted(item) for item in value]
-    return value
 
 
 def config_diff(old: Config, new: Config) -> dict[str, list[Any]]:

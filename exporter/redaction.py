@@ -8,6 +8,7 @@ value, so a redacted record still reads like the original and redacting twice ch
 from __future__ import annotations
 
 import re
+from typing import Any
 
 REDACTED = "<redacted>"
 
@@ -67,3 +68,14 @@ def redact(text: str) -> str:
                 text = rule.sub(_keep_prefix, text)
                 break
     return text
+
+
+def redact_all(value: Any) -> Any:
+    """`value` with every string in it (dict keys too) redacted: for structured data we store or serve."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact_all(key): redact_all(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_all(item) for item in value]
+    return value

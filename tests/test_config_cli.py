@@ -12,16 +12,16 @@ import re
 import stat
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
+import tdm_reference
 from conftest import FIXTURES, REPO, wait_until
+from test_reload import FIRST, SWAPPED, config_yaml, free_port
+
 from exporter import settings_file
 from exporter.config import Config, MinerConfig, StorageConfig, load_config
 from exporter.lockfile import lock_holder
-from test_reload import FIRST, SWAPPED, config_yaml, free_port
 
 FIXTURE = FIXTURES / "settings.json"  # priority [Game A, Game B], exclude {Game C}, ending_soonest, else defaults
 TDM_DEFAULTS = FIXTURES / "settings-defaults.json"  # what TDM writes with no settings.json
@@ -48,6 +48,7 @@ def twitchminert(*args: str, home: Path) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-m", "exporter", *args],
         capture_output=True,
+        check=False,
         timeout=60,
         cwd=REPO,
         env={**os.environ, "TWITCHMINERT_HOME": str(home)},
@@ -111,15 +112,30 @@ def test_render_keeps_every_value_tdm_has_that_the_yaml_does_not_set(tmp_path: P
     tdm = tdm_folder(tmp_path)
     mine = settings_file.TdmSettings(
         proxy="http://127.0.0.1:3128", priority=("Old",), exclude={"Z", "Pok\u00e9mon GO"},
-        dark_mode=True, autostart_tray=True, connection_quality=4, language="Deutsch",
-        tray_notifications=False, enable_badges_emotes=True, available_drops_check=True,
+        priority_mode=settings_file.PriorityMode.LOW_AVBL_FIRST, dark_mode=True, autostart_tray=True,
+        connection_quality=4, language="Deutsch", tray_notifications=False, enable_badges_emotes=True,
+        available_drops_check=True,
     )
     (tdm / settings_file.SETTINGS_NAME).write_text(settings_file.encode(mine))
     config = write(tmp_path / "twitchminert.yaml", "settings:\n  priority: [New]\n")
     result = twitchminert("config", "render", str(config), "--tdm-dir", str(tdm), home=home)
     assert result.returncode == 0, result.stderr
-    assert settings_file.decode(result.stdout.decode("ascii")) == replace(mine, priority=("New",))
     assert b"Pok\\u00e9mon GO" in result.stdout  # ASCII escapes, as TDM's json.dump
+    # Loaded as TDM loads it (tests/tdm_reference.py, written from the doc): nothing was reset to a default.
+    rendered = write(tmp_path / "rendered" / "settings.json", result.stdout.decode("ascii"))
+    assert tdm_reference.json_load(rendered, tdm_reference.default_settings()) == {
+        "proxy": tdm_reference.URL("http://127.0.0.1:3128"),
+        "priority": ["New"],
+        "exclude": {"Z", "Pok\u00e9mon GO"},
+        "priority_mode": tdm_reference.PriorityMode.LOW_AVBL_FIRST,
+        "dark_mode": True,
+        "autostart_tray": True,
+        "connection_quality": 4,
+        "language": "Deutsch",
+        "tray_notifications": False,
+        "enable_badges_emotes": True,
+        "available_drops_check": True,
+    }
 
 
 def test_yes_no_and_on_stay_game_names(tmp_path: Path, home: Path) -> None:
@@ -270,11 +286,12 @@ def test_diff_lists_each_changed_key_then_no_change(tmp_path: Path, home: Path) 
 # -- apply -----------------------------------------------------------------------------------------------
 
 
-def apply_config(tmp_path: Path, tdm: Path) -> Path:
+def apply_config(tmp_path: Path, tdm: Path, more_settings: str = "") -> Path:
     """The fixture's settings for `tdm`; a free port, so that no daemon answers; a data folder not made yet."""
     return write(
         tmp_path / "twitchminert.yaml",
         FIXTURE_YAML
+        + more_settings
         + f"miner:\n  dir: {json.dumps(str(tdm))}\n"
         + f"storage:\n  path: {json.dumps(str(tmp_path / 'data'))}\n"
         + f"web:\n  listen_address: 127.0.0.1:{free_port()}\n",
@@ -340,6 +357,28 @@ def test_apply_refuses_while_tdm_holds_its_lock(tmp_path: Path, home: Path) -> N
     result = twitchminert("config", "apply", str(config), home=home)  # TDM has exited: now it may
     assert result.returncode == 0, result.stderr
     assert (tdm / settings_file.SETTINGS_NAME).read_bytes() == FIXTURE.read_bytes()
+
+
+def test_a_proxy_password_reaches_settings_json_only(tmp_path: Path, home: Path) -> None:
+    tdm = tdm_folder(tmp_path, TDM_DEFAULTS)
+    bad = apply_config(tmp_path, tdm, "  proxy: http://user:secret@proxy.lan\n")
+    result = twitchminert("config", "validate", str(bad), home=home)
+    assert errors(result) == [
+        (
+            "twitchminert: twitchminert.yaml:5: settings.proxy: expected a proxy URL with scheme, host and port "
+            "(http://host:8080), got 'http://<redacted>@proxy.lan'"
+        )
+    ]
+
+    config = apply_config(tmp_path, tdm, "  proxy: http://user:secret@proxy.lan:3128\n")
+    assert twitchminert("config", "apply", str(config), home=home).returncode == 0
+    assert settings_file.load(tdm).proxy == "http://user:secret@proxy.lan:3128"  # TDM needs it
+    listed = twitchminert("events", "--config.file", str(config), "--kind", "config_change", home=home)
+    (event,) = [json.loads(line) for line in listed.stdout.decode().splitlines()]
+    assert event["fields"]["changes"]["proxy"] == ["", "http://<redacted>@proxy.lan:3128"]
+    assert b"secret" not in listed.stdout
+    stored = b"".join(file.read_bytes() for file in (tmp_path / "data").iterdir() if file.is_file())
+    assert b"secret" not in stored
 
 
 def test_apply_refuses_in_attach_mode(tmp_path: Path, home: Path) -> None:
