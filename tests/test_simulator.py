@@ -26,7 +26,7 @@ from exporter.simulator import settings as sim_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM_MAIN = ROOT / "exporter" / "simulator" / "main.py"
-FIXTURE_RUNS = Path("/work/shared/fixtures/tdm/runs")
+FIXTURE_RUNS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "tdm" / "runs"
 
 SPEED = "600"  # a simulated minute every 0.1 s
 DEADLINE = 20.0  # seconds; generous for a loaded machine, never reached when things work
