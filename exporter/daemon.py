@@ -272,9 +272,8 @@ class Daemon:
         with self._reload_lock:
             try:
                 new = load_config(self.config_file)
-                build_patterns(new.logs.patterns)  # a bad pattern file is a bad config too
-                if new.web.config_file:
-                    load_web_config(new.web.config_file)
+                patterns = build_patterns(new.logs.patterns)  # a bad pattern file is a bad config too
+                web = load_web_config(new.web.config_file) if new.web.config_file else None
             except (ConfigError, ValueError) as error:
                 message = str(error)
                 self.reloads["failure"] += 1
@@ -282,26 +281,33 @@ class Daemon:
                 logger.error("config reload ({}) failed, keeping the running config:\n{}", source, message)
                 return False, message
             changes = config_diff(self.config, new)
+            # Files the config names can change while their paths do not.
+            if patterns.user_patterns != self.pipeline.handler.patterns.user_patterns:
+                changes.setdefault("logs.patterns (contents)", [None, None])
+            if web != self.web:
+                changes.setdefault("web.config_file (contents)", [None, None])
             self.reloads["success"] += 1
             self.config_state = ConfigState(True, time.time(), None)
             if not changes:
                 return True, "no change"
             self._record("config_change", {"source": source, "changes": changes}, EventKind.CONFIG_CHANGE)
-            self._apply(new, changes)
+            self._apply(new, changes, patterns, web)
             return True, f"applied: {', '.join(sorted(changes))}"
 
-    def _apply(self, new: Config, changes: dict[str, Any]) -> None:
+    def _apply(self, new: Config, changes: dict[str, Any], patterns: PatternSet, web) -> None:
         old, self.config = self.config, new
         sections = {key.split(".", 1)[0] for key in changes}
-        if sections & {"logs", "storage"} and (old.logs != new.logs or old.storage.path != new.storage.path):
+        if old.logs != new.logs or old.storage.path != new.storage.path:
             self.follower.stop()
             self.pipeline.close()
             if old.storage.path != new.storage.path:
                 self.store.close()
                 self.store = Store.open(new.store_file)
-            self.pipeline = self._pipeline(new, build_patterns(new.logs.patterns))
+            self.pipeline = self._pipeline(new, patterns)
             self.follower = self._follower()
             self.follower.start()
+        elif "logs.patterns (contents)" in changes:
+            self.pipeline.set_patterns(patterns)
         if "miner" in sections:
             if self.supervisor is not None:
                 self.supervisor.stop()
@@ -316,7 +322,7 @@ class Daemon:
         if "session" in sections:
             self.session_checker = self._session_checker()
         if "web" in sections and self.server is not None:
-            self.web = load_web_config(new.web.config_file) if new.web.config_file else None
+            self.web = web
             self.listen_address = new.web.listen_address
             threading.Thread(target=self._restart_server, name="twitchminert-http-restart").start()
 

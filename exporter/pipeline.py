@@ -104,6 +104,14 @@ class Pipeline:
             handler.state.restore(totals, saved.get("miner"))
         self.tails = TailSet(sources, positions, start_at=start_at)
 
+    def set_patterns(self, patterns: PatternSet) -> None:
+        """New user patterns from a reload; records already read keep what they gave."""
+        with self.lock:
+            self.handler.patterns = patterns
+            self._count_only = patterns.silent_levels()
+            for framer in self._framers.values():
+                framer.count_only = self._count_only
+
     def snapshot(self, wall_now: float | None = None) -> Snapshot:
         with self.lock:
             return self.handler.state.snapshot(time.time() if wall_now is None else wall_now)

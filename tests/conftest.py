@@ -86,17 +86,21 @@ class DaemonProcess:
             self.lines.append(line.rstrip("\n"))
             self._queue.put(line)
 
-    def wait_listening(self, timeout: float = 20.0) -> str:
+    def wait_listening(self, timeout: float = 20.0, scheme: str = "http") -> str:
+        """The base URL from the 'listening on <scheme>://...' line, also kept as `self.url`;
+        fails the test if the daemon exits first."""
+
         def find() -> str | None:
             for line in list(self.lines):
-                match = re.search(r"listening on (http://[\d.]+:\d+)/", line)
+                match = re.search(rf"listening on ({scheme}://[\d.]+:\d+)/", line)
                 if match:
                     return match.group(1)
             if self.proc.poll() is not None:
-                pytest.fail(f"daemon exited {self.proc.returncode}:\n" + "\n".join(self.lines))
+                pytest.fail(f"daemon exited {self.proc.returncode}:\n" + self.output())
             return None
 
-        self.url = wait_until(find, timeout, what="the daemon to listen")
+        what = "the daemon to listen" if scheme == "http" else f"the daemon to listen on {scheme}"
+        self.url = wait_until(find, timeout, what=what)
         return self.url
 
     def metrics(self) -> str:

@@ -16,7 +16,6 @@ under CI (CI=true), where they fail.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import promtool, unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"
@@ -37,12 +37,6 @@ SCHEMA_CANDIDATES = (
     REPO / "tests" / "data" / "compose-spec.json",  # a vendored copy, if the project keeps one
     Path("/usr/lib/python3/dist-packages/compose/config/compose_spec.json"),  # Debian: docker-compose
 )
-
-
-def unavailable(message: str):
-    if os.environ.get("CI") == "true":
-        pytest.fail(message + "; CI must have it")
-    pytest.skip(message)
 
 
 def compose() -> dict:
@@ -197,11 +191,8 @@ def test_mounts_match_the_configs_that_use_them():
 
 
 def test_prometheus_config_passes_promtool():
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        unavailable("promtool not found (Debian: apt-get install prometheus)")
     result = subprocess.run(
-        [promtool, "check", "config", str(PROMETHEUS_CONFIG)], capture_output=True, text=True, timeout=120
+        [promtool(), "check", "config", str(PROMETHEUS_CONFIG)], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -9,19 +9,17 @@ Grafana's variables replaced by concrete values, are written into a temporary ru
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import exported_metrics, metric_names, promtool
 
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARDS = sorted((REPO / "grafana" / "dashboards").glob("*.json"))
 RULE_FILES = sorted((REPO / "prometheus" / "rules").glob("*.yml"))
-EXPORTED_METRICS = REPO / "tests" / "data" / "exported_metrics.txt"
 PROVIDER = REPO / "grafana" / "provisioning" / "dashboards" / "twitchminert.yml"
 DATASOURCES = REPO / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 
@@ -85,43 +83,8 @@ def concrete(expr: str) -> str:
     return _VARIABLE.sub(lambda match: BUILTIN_VARIABLES.get(match.group(1) or match.group(2), ".*"), expr)
 
 
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        message = "promtool not found (Debian: apt-get install prometheus)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + "; CI must have it")
-        pytest.skip(message)
-    return path
-
-
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
-_MATCHERS = re.compile(r"\{[^}]*\}")
-_RANGES = re.compile(r"\[[^\]]*\]")
-_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
-_OFFSET = re.compile(r"\boffset\s+-?\w+")
-_NUMBERS = re.compile(r"(?<![\w:])(?:0x[0-9a-fA-F]+|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)")
-_IDENTIFIER = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_KEYWORDS = {"and", "or", "unless", "bool", "inf", "nan", "atan2", "offset"}
-
-
-def metric_names(expr: str) -> set[str]:
-    """Metric names a PromQL expression selects (same helper as in test_rules.py)."""
-    text = _STRINGS.sub('""', expr)
-    for pattern in (_MATCHERS, _RANGES, _GROUPING, _OFFSET, _NUMBERS):
-        text = pattern.sub(" ", text)
-    names = set()
-    for match in _IDENTIFIER.finditer(text):
-        if text[match.end():].lstrip().startswith("("):
-            continue
-        if match.group().lower() not in _KEYWORDS:
-            names.add(match.group())
-    return names
-
-
 def allowed_metrics() -> set[str]:
-    lines = EXPORTED_METRICS.read_text().splitlines()
-    exported = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+    exported = exported_metrics()
     recorded = {
         rule["record"]
         for path in RULE_FILES

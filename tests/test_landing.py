@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
 import shutil
 import threading
@@ -24,28 +23,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from conftest import wait_until
-
-try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError as error:  # pragma: no cover - depends on the machine
-    sync_playwright = None
-    PLAYWRIGHT_MISSING = f"playwright is not installed ({error}); pip install playwright"
-else:
-    PLAYWRIGHT_MISSING = ""
+from helpers import expect, headless_chromium
 
 REPO = Path(__file__).resolve().parents[1]
 LANDING = REPO / "exporter" / "landing.html"
 SAMPLES = Path(__file__).resolve().parent / "data" / "status"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TIMEZONE = "Asia/Kolkata"  # UTC+05:30 all year: a zone no CI machine is in by accident
 NOW = 1795472800.0  # the browser's fixed wall clock, just after the samples' last activity
 REFRESH_S = 5  # the page's refresh period
@@ -129,25 +111,9 @@ class FakeExporter:
 # --- fixtures ------------------------------------------------------------------------------------
 
 
-def _unavailable() -> str:
-    if PLAYWRIGHT_MISSING:
-        return PLAYWRIGHT_MISSING
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"no Chromium at {CHROMIUM}; apt-get install chromium"
-    return ""
-
-
 @pytest.fixture(scope="module")
 def browser():
-    reason = _unavailable()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"landing page tests cannot run in CI: {reason}")
-        pytest.skip(reason)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
+    yield from headless_chromium("landing page tests cannot run in CI")
 
 
 @pytest.fixture

@@ -7,55 +7,21 @@ install`). Without them this skips, except with CI=true, where it fails.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
 
 import pytest
+from helpers import expect, headless_chromium
 
-try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError as error:  # pragma: no cover - depends on the machine
-    sync_playwright = None
-    PLAYWRIGHT_MISSING = f"playwright is not installed ({error}); pip install playwright"
-else:
-    PLAYWRIGHT_MISSING = ""
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SPEED = 60  # simulated seconds per real second: a drop minute every second, so progress moves
 WAIT_MS = 30_000  # start-up, the first drop update, and a few of the page's 5 s refreshes
 SCREENSHOT_COPY = Path("/tmp/landing-live.png")
 
 
-def _unavailable() -> str:
-    if PLAYWRIGHT_MISSING:
-        return PLAYWRIGHT_MISSING
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"no Chromium at {CHROMIUM}; apt-get install chromium"
-    return ""
-
-
 @pytest.fixture(scope="module")
 def browser():
-    reason = _unavailable()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the live landing page test cannot run in CI: {reason}")
-        pytest.skip(reason)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
+    yield from headless_chromium("the live landing page test cannot run in CI")
 
 
 def test_the_live_page_shows_mining_with_the_drop_and_its_progress(browser, daemon_factory, tmp_path: Path) -> None:

@@ -6,21 +6,18 @@ promtool comes from Debian's `prometheus` package. Without it these tests skip, 
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import exported_metrics, metric_names, run_promtool
 
 REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS = REPO / "prometheus"
 RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.yml"))
 TEST_FILES = sorted((PROMETHEUS / "tests").glob("*.yml"))
 RUNBOOK = REPO / "docs" / "alerts.md"
-EXPORTED_METRICS = REPO / "tests" / "data" / "exported_metrics.txt"
 
 # The alerts the monitoring bundle promises (issue 6).
 PROMISED_ALERTS = {
@@ -45,25 +42,6 @@ SEVERITIES = {"critical", "warning", "info"}
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        message = "promtool not found (Debian: apt-get install prometheus)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + "; CI must have it")
-        pytest.skip(message)
-    return path
-
-
-def run_promtool(*args: str | Path) -> str:
-    result = subprocess.run(
-        [promtool(), *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"promtool {' '.join(map(str, args))} failed:\n{output}"
-    return output
-
-
 def rules(kind: str) -> list[dict]:
     """Every rule of `kind` ("alert" or "record") across the rule files."""
     found = []
@@ -82,35 +60,6 @@ def github_anchors(markdown: str) -> set[str]:
             text = re.sub(r"[^\w\- ]", "", match.group(1).strip().lower())
             anchors.add(text.replace(" ", "-"))
     return anchors
-
-
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
-_MATCHERS = re.compile(r"\{[^}]*\}")
-_RANGES = re.compile(r"\[[^\]]*\]")
-_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
-_OFFSET = re.compile(r"\boffset\s+-?\w+")
-_NUMBERS = re.compile(r"(?<![\w:])(?:0x[0-9a-fA-F]+|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)")
-_IDENTIFIER = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_KEYWORDS = {"and", "or", "unless", "bool", "inf", "nan", "atan2", "offset"}
-
-
-def metric_names(expr: str) -> set[str]:
-    """Metric names a PromQL expression selects (functions, keywords and labels left out)."""
-    text = _STRINGS.sub('""', expr)
-    for pattern in (_MATCHERS, _RANGES, _GROUPING, _OFFSET, _NUMBERS):
-        text = pattern.sub(" ", text)
-    names = set()
-    for match in _IDENTIFIER.finditer(text):
-        if text[match.end():].lstrip().startswith("("):
-            continue  # a function or an aggregation
-        if match.group().lower() not in _KEYWORDS:
-            names.add(match.group())
-    return names
-
-
-def known_metrics() -> set[str]:
-    lines = EXPORTED_METRICS.read_text().splitlines()
-    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
 
 
 def unit_tests() -> list[tuple[Path, dict]]:
@@ -195,13 +144,13 @@ def test_every_recording_rule_has_a_unit_test():
 
 
 def test_rules_use_only_exported_metrics_or_recording_rules():
-    allowed = known_metrics() | {rule["record"] for rule in rules("record")}
+    allowed = exported_metrics() | {rule["record"] for rule in rules("record")}
     for rule in rules("alert") + rules("record"):
         unknown = metric_names(rule["expr"]) - allowed
         assert not unknown, f"{rule.get('alert') or rule['record']}: unknown metrics {sorted(unknown)}"
 
 
-# -- the helper itself ----------------------------------------------------------------------------
+# -- the helper itself (helpers.metric_names) -----------------------------------------------------
 
 
 @pytest.mark.parametrize(

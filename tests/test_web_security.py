@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
-import shutil
 import signal
 import socket
 import ssl
@@ -19,13 +17,13 @@ import statistics
 import subprocess
 import sys
 import time
-from base64 import b64encode
 from pathlib import Path
 
 import bcrypt
 import pytest
 
 from conftest import REPO, DaemonProcess, sample, wait_until
+from helpers import basic_auth, request, require_openssl, self_signed
 
 USER = "prometheus"
 PASSWORD = "correct horse battery staple"
@@ -35,27 +33,12 @@ EVENTS = 1100  # more than the store's query limit (exporter.store.MAX_QUERY_LIM
 # -- fixtures ------------------------------------------------------------------------------------
 
 
-def _need(tool: str) -> None:
-    if shutil.which(tool) is None:
-        reason = f"the {tool} command is needed to make a test certificate"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> Path:
     """A self-signed certificate for 127.0.0.1 (it is its own CA for the client)."""
-    _need("openssl")
+    require_openssl()
     folder = tmp_path_factory.mktemp("pki")
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", "server.key", "-out", "server.crt", "-days", "2", "-subj", "/CN=127.0.0.1",
-            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ],
-        cwd=folder, check=True, capture_output=True, timeout=60,
-    )
+    self_signed(folder, "server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1,DNS:localhost")
     return folder
 
 
@@ -86,7 +69,7 @@ def secured(tmp_path_factory, pki: Path):
         ["--log.level", "DEBUG", "run", "--config.file", str(config), "--web.listen-address", "127.0.0.1:0"]
     )
     try:
-        daemon.url = https_url(daemon)
+        daemon.wait_listening(scheme="https")
         daemon.context = ssl.create_default_context(cafile=str(pki / "server.crt"))
         daemon.port = int(daemon.url.rsplit(":", 1)[1])
         yield daemon
@@ -94,23 +77,8 @@ def secured(tmp_path_factory, pki: Path):
         daemon.stop()
 
 
-def https_url(daemon: DaemonProcess, timeout: float = 20.0) -> str:
-    """conftest's wait_listening knows only http://: read the https line ourselves."""
-
-    def find() -> str | None:
-        for line in list(daemon.lines):
-            match = re.search(r"listening on (https://[\d.]+:\d+)/", line)
-            if match:
-                return match.group(1)
-        if daemon.proc.poll() is not None:
-            pytest.fail(f"daemon exited {daemon.proc.returncode}:\n{daemon.output()}")
-        return None
-
-    return wait_until(find, timeout, what="the daemon to listen on https")
-
-
 def basic(user: str = USER, password: str = PASSWORD) -> dict[str, str]:
-    return {"Authorization": "Basic " + b64encode(f"{user}:{password}".encode()).decode()}
+    return basic_auth(user, password)
 
 
 def call(
@@ -120,13 +88,8 @@ def call(
     method: str = "GET",
     body: bytes | None = None,
 ) -> tuple[int, http.client.HTTPMessage, bytes]:
-    connection = http.client.HTTPSConnection("127.0.0.1", daemon.port, timeout=10, context=daemon.context)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, response.headers, response.read()
-    finally:
-        connection.close()
+    """One https request to the daemon `secured` started."""
+    return request(daemon.port, path, headers, method, daemon.context, body)
 
 
 ROUTES = ("/metrics", "/api/miner/status", "/api/events", "/")

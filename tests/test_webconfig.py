@@ -12,7 +12,6 @@ import shutil
 import socket
 import ssl
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit
 
 import bcrypt
 import pytest
+from helpers import EC_KEY, basic_auth, openssl, request, self_signed
 
 from exporter.http import Response, _RequestHandler, get, post, text
 from exporter.webconfig import (
@@ -42,21 +42,16 @@ from exporter.webconfig import (
 
 PASSWORD = "s3cret-pässword"
 TLS = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
-EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
 
 # -- certificates --------------------------------------------------------------------------------
 
 
-def _openssl(folder: Path, *args: str) -> None:
-    subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=60)
-
-
 def _leaf(folder: Path, name: str, extensions: str) -> None:
     """name.key and name.crt, signed by the test CA."""
     (folder / f"{name}.ext").write_text(extensions)
-    _openssl(folder, "req", *EC_KEY, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
-    _openssl(
+    openssl(folder, "req", *EC_KEY, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
+    openssl(
         folder, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
         "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext",
     )
@@ -69,18 +64,16 @@ def pki(tmp_path_factory) -> Path:
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command is needed to make test certificates")
     folder = tmp_path_factory.mktemp("pki")
-    _openssl(
-        folder, "req", "-x509", *EC_KEY, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-        "-subj", "/CN=twitchminert-test-ca",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    self_signed(
+        folder, "ca", "/CN=twitchminert-test-ca",
+        "basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign",
     )
     _leaf(folder, "server", "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
           "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
     _leaf(folder, "client", "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
           "extendedKeyUsage=clientAuth\n")
-    _openssl(folder, "req", "-x509", *EC_KEY, "-keyout", "other.key", "-out", "other.crt", "-days", "2",
-             "-subj", "/CN=other")
-    _openssl(folder, "pkey", "-in", "server.key", "-out", "encrypted.key", "-aes256", "-passout", "pass:secret")
+    self_signed(folder, "other", "/CN=other")
+    openssl(folder, "pkey", "-in", "server.key", "-out", "encrypted.key", "-aes256", "-passout", "pass:secret")
     (folder / "junk.pem").write_text("this is not PEM\n")
     return folder
 
@@ -183,30 +176,6 @@ def client_context(pki: Path, cert: str | None = None, maximum: ssl.TLSVersion |
     return context
 
 
-def request(
-    port: int,
-    path: str = "/metrics",
-    headers: dict[str, str] | None = None,
-    method: str = "GET",
-    context: ssl.SSLContext | None = None,
-    body: bytes | None = None,
-) -> tuple[int, http.client.HTTPMessage, bytes]:
-    if context is None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    else:
-        connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, response.headers, response.read()
-    finally:
-        connection.close()
-
-
-def basic(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + b64encode(f"{user}:{password}".encode()).decode()}
-
-
 @pytest.fixture
 def secured(folder: Path, alice_hash: str) -> WebConfig:
     return load_web_config(
@@ -234,11 +203,11 @@ def test_tls_with_basic_auth(serve, secured: WebConfig, pki: Path) -> None:
     server = serve(secured)
     tls = client_context(pki)
 
-    status, headers, body = request(server.port, headers=basic("alice", PASSWORD), context=tls)
+    status, headers, body = request(server.port, headers=basic_auth("alice", PASSWORD), context=tls)
     assert (status, body) == (200, b"metrics\n")
     assert headers["X-Frame-Options"] == "deny" and headers["X-Content-Type-Options"] == "nosniff"
 
-    for credentials in (basic("alice", "wrong"), basic("mallory", PASSWORD), {}, {"Authorization": "Basic !!!"},
+    for credentials in (basic_auth("alice", "wrong"), basic_auth("mallory", PASSWORD), {}, {"Authorization": "Basic !!!"},
                         {"Authorization": "Bearer abc"}):
         status, headers, body = request(server.port, headers=credentials, context=tls)
         assert (status, body) == (401, b"unauthorized\n"), credentials
@@ -247,7 +216,7 @@ def test_tls_with_basic_auth(serve, secured: WebConfig, pki: Path) -> None:
 
     assert request(server.port, "/-/healthy", context=tls)[:3:2] == (200, b"OK\n")  # exempt
     assert request(server.port, "/nope", context=tls)[0] == 401  # no probing for routes without a password
-    assert request(server.port, "/nope", headers=basic("alice", PASSWORD), context=tls)[0] == 404
+    assert request(server.port, "/nope", headers=basic_auth("alice", PASSWORD), context=tls)[0] == 404
 
 
 def test_plain_http_to_the_tls_port_fails_and_tls_still_works(serve, secured: WebConfig, pki: Path) -> None:
@@ -320,7 +289,7 @@ def test_cross_site_posts_are_refused_even_without_a_web_config(serve) -> None:
 def test_a_cross_site_post_with_valid_credentials_is_refused(serve, secured: WebConfig, pki: Path) -> None:
     server = serve(secured)
     tls = client_context(pki)
-    headers = {**basic("alice", PASSWORD), "Origin": "https://evil.example"}
+    headers = {**basic_auth("alice", PASSWORD), "Origin": "https://evil.example"}
     assert request(server.port, "/-/reload", headers, "POST", context=tls)[0] == 403
     headers["Origin"] = f"https://127.0.0.1:{server.port}"
     assert request(server.port, "/-/reload", headers, "POST", context=tls)[0] == 200
@@ -335,7 +304,7 @@ def test_unknown_users_and_wrong_passwords_take_the_same_time(alice_hash: str) -
     wrong, unknown = [], []
     for attempt in range(10):  # interleaved, so a change in machine load hits both alike
         for user, times in (("alice", wrong), (f"mallory{attempt}", unknown)):
-            header = basic(user, f"guess{attempt}")["Authorization"]
+            header = basic_auth(user, f"guess{attempt}")["Authorization"]
             start = time.perf_counter()
             assert authenticator.check(header) is False
             times.append(time.perf_counter() - start)
@@ -346,7 +315,7 @@ def test_unknown_users_and_wrong_passwords_take_the_same_time(alice_hash: str) -
 def test_a_verified_header_is_cached_for_a_while(alice_hash: str) -> None:
     now = [1000.0]
     authenticator = Authenticator({"alice": alice_hash.encode()}, cache_seconds=60, clock=lambda: now[0])
-    header = basic("alice", PASSWORD)["Authorization"]
+    header = basic_auth("alice", PASSWORD)["Authorization"]
 
     def timed() -> float:
         start = time.perf_counter()
@@ -358,16 +327,16 @@ def test_a_verified_header_is_cached_for_a_while(alice_hash: str) -> None:
     now[0] += 61
     expired = timed()  # bcrypt again
     assert cached < first / 10 and cached < expired / 10, (first, cached, expired)
-    assert authenticator.check(basic("alice", "wrong")["Authorization"]) is False
+    assert authenticator.check(basic_auth("alice", "wrong")["Authorization"]) is False
 
 
 def test_passwords_are_read_as_bcrypt_does() -> None:
     long_password = "x" * 100  # bcrypt uses 72 bytes; htpasswd and Go truncate the same way
     hashed = bcrypt.hashpw(long_password[:72].encode(), bcrypt.gensalt(4))
     authenticator = Authenticator({"carol": hashed})
-    assert authenticator.check(basic("carol", long_password)["Authorization"]) is True
-    assert authenticator.check(basic("carol", "a\x00b")["Authorization"]) is False
-    assert authenticator.check(basic("carol:x", long_password)["Authorization"]) is False
+    assert authenticator.check(basic_auth("carol", long_password)["Authorization"]) is True
+    assert authenticator.check(basic_auth("carol", "a\x00b")["Authorization"]) is False
+    assert authenticator.check(basic_auth("carol:x", long_password)["Authorization"]) is False
 
 
 def test_the_authenticator_refuses_a_hash_that_is_not_bcrypt() -> None:
