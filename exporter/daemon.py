@@ -21,7 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import __version__
 from .config import Config, ConfigError, load_config
-from .cookies import JarInfo, read_auth_token, read_jar
+from .cookies import JarInfo, read_jar
 from .events import Event, EventKind
 from .http import Request, Response, Route, Server, get, metrics_route, parse_listen_address, post, text
 from .metrics import StateCollector, SupervisorCollector

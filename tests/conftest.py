@@ -1,12 +1,17 @@
-"""Shared test helpers: fixture paths, condition waits with deadlines, a daemon as a real process."""
+"""Shared test helpers: fixture paths, condition waits with deadlines, HTTP calls, a daemon as a real
+process, and daemons (`demo`, `run`) supervising the simulator: their arguments, config, status and
+clean-up. Helpers for tests that need an outside tool (Chromium, promtool, openssl) are in helpers.py.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -14,16 +19,21 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import psutil
 import pytest
+
+from exporter.demo import DEMO_PRIORITY, SIMULATOR_MAIN
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 FIXTURES = SHARED / "fixtures" / "tdm"
 RUNS = FIXTURES / "runs"
 MOCK_TOKEN = "mockaccesstoken0123456789abcd"
+
+
+# -- waits, HTTP, /metrics -------------------------------------------------------------------------
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
@@ -38,9 +48,30 @@ def wait_until(condition: Callable[[], object], timeout: float = 10.0, interval:
         threading.Event().wait(interval)  # bounded poll step, not a synchronisation sleep
 
 
+def pause(seconds: float) -> None:
+    threading.Event().wait(seconds)  # spacing between polls or scrapes, not a synchronisation sleep
+
+
+def free_port() -> int:
+    """A port nothing listens on now (for a server that must be started at a known address)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def http_post(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    """An empty POST: (status, body), whatever the status."""
+    request = urllib.request.Request(url, data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
@@ -58,6 +89,9 @@ def sample(metrics_text: str, name: str, **labels: str) -> float | None:
         if found == labels:
             return float(match.group(3))
     return None
+
+
+# -- a daemon as a real process --------------------------------------------------------------------
 
 
 class DaemonProcess:
@@ -128,6 +162,88 @@ class DaemonProcess:
 
     def output(self) -> str:
         return "\n".join(self.lines)
+
+
+# -- daemons supervising the simulator -------------------------------------------------------------
+
+SIMULATOR_SPEED = 60  # simulated seconds per real second: one drop minute per second
+
+
+def demo_args(scenario: str, speed: float = SIMULATOR_SPEED) -> list[str]:
+    """`twitchminert demo` with a simulator scenario, on a free port."""
+    return ["demo", "--scenario", scenario, "--web.listen-address", "127.0.0.1:0", "--speed", f"{speed:g}"]
+
+
+def run_args(config: Path) -> list[str]:
+    """`twitchminert run` with a config file, on a free port."""
+    return ["run", "--config.file", str(config), "--web.listen-address", "127.0.0.1:0"]
+
+
+def simulator_config(
+    workdir: Path, scenario: str, *, speed: float = SIMULATOR_SPEED, miner: str = "", command: bool = True
+) -> Path:
+    """workdir/twitchminert.yaml, a `run` config like the demo's, for settings the demo does not offer:
+    the simulator in workdir/tdm as a source install, through the launcher (without `command`, only
+    the miner's folder), plus `miner` lines."""
+    tdm_dir = workdir / "tdm"
+    tdm_dir.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, str(SIMULATOR_MAIN), "--dir", str(tdm_dir), "--scenario", scenario, "--speed", f"{speed:g}"]
+    lines = [
+        "miner:",
+        f"  dir: {json.dumps(str(tdm_dir))}",
+        "  display: none",
+        "  stop_timeout: 5s",
+    ]
+    if command:
+        lines.append(f"  command: {json.dumps(argv)}")
+    lines += [f"  {line}" for line in miner.strip().splitlines()]
+    lines += [
+        "settings:",
+        f"  priority: {json.dumps(list(DEMO_PRIORITY))}",
+        "  priority_mode: ending_soonest",
+        "storage:",
+        f"  path: {json.dumps(str(workdir / 'data'))}",
+    ]
+    config = workdir / "twitchminert.yaml"
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
+def status_json(daemon: DaemonProcess) -> dict:
+    """/api/miner/status, asserting it answers 200."""
+    code, body = http_get(daemon.url + "/api/miner/status")
+    assert code == 200, body
+    return json.loads(body)
+
+
+def status_when(daemon: DaemonProcess, condition: Callable[[dict], object]) -> dict | None:
+    """The status JSON if `condition(status)` holds, else None (for wait_until)."""
+    answer = status_json(daemon)
+    return answer if condition(answer) else None
+
+
+def processes_mentioning(text: str) -> list[psutil.Process]:
+    """Processes other than this one whose command line mentions `text` (a test's folder, say)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if process.pid != psutil.Process().pid and text in " ".join(process.info["cmdline"] or ()):
+                found.append(process)
+        except psutil.Error:
+            pass
+    return found
+
+
+def stop_all(daemons: Iterable[DaemonProcess], workdir: Path) -> None:
+    """Stop each daemon gracefully, then kill whatever still mentions `workdir` (a failed test must
+    not leak a miner)."""
+    for daemon in daemons:
+        daemon.stop()  # SIGTERM: each stops its miner
+    for process in processes_mentioning(str(workdir)):
+        process.kill()
+
+
+# -- fixtures --------------------------------------------------------------------------------------
 
 
 @pytest.fixture

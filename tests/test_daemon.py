@@ -8,7 +8,6 @@ import signal
 import threading
 from pathlib import Path
 
-import pytest
 
 from conftest import MOCK_TOKEN, RUNS, http_get, sample, wait_until
 
@@ -160,7 +159,7 @@ def test_bad_config_is_a_one_line_error(tmp_path: Path, daemon_factory) -> None:
 def test_bad_user_pattern_stops_start_up(tmp_path: Path, daemon_factory) -> None:
     patterns = tmp_path / "patterns.yaml"
     patterns.write_text("patterns:\n  - name: p1\n    regex: '(unclosed'\n    event: x\n")
-    config = write_config(tmp_path, [tmp_path / "log.txt"], f"  \n")
+    config = write_config(tmp_path, [tmp_path / "log.txt"], "  \n")
     config.write_text(config.read_text().replace("logs:\n", f"logs:\n  patterns: [{json.dumps(str(patterns))}]\n"))
     daemon = daemon_factory("run", "--config.file", str(config))
     assert daemon.proc.wait(20) == 2

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, http_get, wait_until
+from conftest import REPO, free_port, http_get, wait_until
 
 PROMETHEUS = shutil.which("prometheus")
 SIMULATOR = REPO / "exporter" / "simulator" / "main.py"
@@ -35,12 +34,6 @@ if PROMETHEUS is None:
     if os.environ.get("CI") == "true":
         pytest.fail("prometheus is not installed (Debian package `prometheus`)", pytrace=False)
     pytestmark = pytest.mark.skip(reason="prometheus is not installed (Debian package `prometheus`)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class _Validate(BaseHTTPRequestHandler):

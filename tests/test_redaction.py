@@ -133,4 +133,4 @@ def test_never_raises_and_is_idempotent(text: str) -> None:
 @given(st.text(alphabet=st.characters(blacklist_characters="'\"\\"), min_size=1), st.text())
 def test_any_auth_token_value_is_hidden(value: str, around: str) -> None:
     redacted = redact(f"{around}'auth_token': '{value}'{around}")
-    assert f"'auth_token': '<redacted>'" in redacted
+    assert "'auth_token': '<redacted>'" in redacted

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import REPO, DaemonProcess, http_get, sample, wait_until
+from conftest import REPO, DaemonProcess, free_port, http_get, sample, wait_until
 
 from exporter import settings_file
 
@@ -99,13 +98,6 @@ def configmap_update(folder: Path, text: str) -> None:
     if old is not None:
         (old / "twitchminert.yaml").unlink()
         old.rmdir()
-
-
-def free_port() -> int:
-    """A port nothing listens on now (for a daemon at a known address, or none at all)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # -- the daemon and its miner --------------------------------------------------------------------------

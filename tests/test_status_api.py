@@ -10,19 +10,27 @@ from __future__ import annotations
 import json
 import signal
 import statistics
-import sys
-import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
-from conftest import DaemonProcess, http_get, sample, wait_until
+from conftest import (
+    DaemonProcess,
+    demo_args,
+    http_get,
+    http_post,
+    pause,
+    processes_mentioning,
+    run_args,
+    sample,
+    simulator_config,
+    status_json,
+    status_when,
+    stop_all,
+    wait_until,
+)
 
-from exporter.demo import DEMO_PRIORITY, SIMULATOR_MAIN
-
-SPEED = 60  # one simulated minute per real second
 STATUS_KEYS = {
     "running", "pid", "memory_mb", "cpu_percent", "uptime_seconds", "last_activity", "status", "session",
     "current_mining", "supervisor", "config",
@@ -37,68 +45,9 @@ EVENTS_IN_LOG = 1500  # more than the API's hard limit (1000)
 # -- helpers ----------------------------------------------------------------------------------------
 
 
-def http_post(url: str, timeout: float = 5.0) -> tuple[int, str]:
-    request = urllib.request.Request(url, data=b"", method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-def status_json(daemon) -> dict:
-    code, body = http_get(daemon.url + "/api/miner/status")
-    assert code == 200, body
-    return json.loads(body)
-
-
-def status_when(daemon, condition) -> dict | None:
-    """The status JSON if `condition(status)` holds, else None (for wait_until)."""
-    answer = status_json(daemon)
-    return answer if condition(answer) else None
-
-
 def events(daemon, query: str = "") -> tuple[int, object]:
     code, body = http_get(daemon.url + "/api/events" + query)
     return code, (json.loads(body) if code == 200 else body)
-
-
-def pause(seconds: float) -> None:
-    threading.Event().wait(seconds)  # spacing between polls, not a synchronisation sleep
-
-
-def processes_mentioning(text: str) -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        try:
-            if process.pid != psutil.Process().pid and text in " ".join(process.info["cmdline"] or ()):
-                found.append(process)
-        except psutil.Error:
-            pass
-    return found
-
-
-def simulator_config(workdir: Path, scenario: str, *, speed: float = SPEED, miner: str = "") -> Path:
-    """A `run` config like the demo's, for settings the demo does not offer."""
-    tdm_dir = workdir / "tdm"
-    tdm_dir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, str(SIMULATOR_MAIN), "--dir", str(tdm_dir), "--scenario", scenario, "--speed", f"{speed:g}"]
-    lines = [
-        "miner:",
-        f"  dir: {json.dumps(str(tdm_dir))}",
-        f"  command: {json.dumps(argv)}",
-        "  display: none",
-        "  stop_timeout: 5s",
-        *(f"  {line}" for line in miner.strip().splitlines()),
-        "settings:",
-        f"  priority: {json.dumps(list(DEMO_PRIORITY))}",
-        "  priority_mode: ending_soonest",
-        "storage:",
-        f"  path: {json.dumps(str(workdir / 'data'))}",
-    ]
-    config = workdir / "twitchminert.yaml"
-    config.write_text("\n".join(lines) + "\n")
-    return config
 
 
 def progress_log(path: Path, count: int) -> None:
@@ -112,30 +61,17 @@ def progress_log(path: Path, count: int) -> None:
     path.write_text("".join(lines))
 
 
-def start(args: list[str], env: dict | None = None) -> DaemonProcess:
-    return DaemonProcess(args, env)
-
-
-def stop_all(daemons, workdir: Path) -> None:
-    for daemon in daemons:
-        daemon.stop()  # SIGTERM: each stops its miner
-    for process in processes_mentioning(str(workdir)):
-        process.kill()
-
-
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory):
     """One daemon per scenario, started together; `scenario[name]` once it listens."""
     workdir = tmp_path_factory.mktemp("scenarios")
     env = {"TMPDIR": str(workdir)}
-    listen = ["--web.listen-address", "127.0.0.1:0"]
 
     def demo(name: str) -> DaemonProcess:
-        return start(["demo", "--scenario", name, "--speed", str(SPEED), *listen], env)
+        return DaemonProcess(demo_args(name), env)
 
     def run(name: str, scenario_name: str, miner: str) -> DaemonProcess:
-        config = simulator_config(workdir / name, scenario_name, miner=miner)
-        return start(["run", "--config.file", str(config), *listen], env)
+        return DaemonProcess(run_args(simulator_config(workdir / name, scenario_name, miner=miner)), env)
 
     daemons = {
         "happy": demo("happy"),
@@ -164,7 +100,7 @@ def many_events(tmp_path_factory):
     config.write_text(
         f"logs:\n  files: [{json.dumps(str(log))}]\n  timezone: UTC\nstorage:\n  path: {json.dumps(str(workdir / 'data'))}\n"
     )
-    daemon = start(["run", "--config.file", str(config), "--web.listen-address", "127.0.0.1:0"])
+    daemon = DaemonProcess(run_args(config))
     try:
         daemon.wait_listening()
         expected = EVENTS_IN_LOG + EVENTS_IN_LOG // 100
@@ -337,7 +273,7 @@ def test_metrics_stay_fast_while_the_miner_crash_loops(tmp_path: Path) -> None:
         speed=240,
         miner="restart_on_terminated: false\nbackoff: {initial: 0.2s, max: 1s, max_restarts: 2, window: 1h}",
     )
-    daemon = start(["run", "--config.file", str(config), "--web.listen-address", "127.0.0.1:0"])
+    daemon = DaemonProcess(run_args(config))
     try:
         daemon.wait_listening()
         durations: list[float] = []

@@ -12,67 +12,42 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 
 import psutil
 import pytest
-from conftest import http_get, sample, wait_until
+from conftest import (
+    SIMULATOR_SPEED,
+    demo_args,
+    http_get,
+    http_post,
+    pause,
+    processes_mentioning,
+    run_args,
+    sample,
+    simulator_config,
+    status_json,
+    status_when,
+    stop_all,
+    wait_until,
+)
 
 from exporter.demo import DEMO_PRIORITY, SIMULATOR_MAIN
 from exporter.lockfile import lock_holder
 from exporter.settings_sync import SettingsSync
 
-SPEED = 60  # simulated seconds per real second: one drop minute per second
 LOG_LINE = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3}) +\w+ +(.*)$")
 
 
 # -- helpers ----------------------------------------------------------------------------------------
 
 
-def http_post(url: str, timeout: float = 5.0) -> tuple[int, str]:
-    request = urllib.request.Request(url, data=b"", method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-def status_json(daemon) -> dict:
-    code, body = http_get(daemon.url + "/api/miner/status")
-    assert code == 200, body
-    return json.loads(body)
-
-
-def status_when(daemon, condition) -> dict | None:
-    """The status JSON if `condition(status)` holds, else None (for wait_until)."""
-    answer = status_json(daemon)
-    return answer if condition(answer) else None
-
-
 def events_json(daemon, query: str = "") -> list[dict]:
     code, body = http_get(daemon.url + "/api/events" + query)
     assert code == 200, body
     return json.loads(body)
-
-
-def pause(seconds: float) -> None:
-    threading.Event().wait(seconds)  # spacing between scrapes, not a synchronisation sleep
-
-
-def processes_mentioning(text: str) -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        try:
-            if process.pid != psutil.Process().pid and text in " ".join(process.info["cmdline"] or ()):
-                found.append(process)
-        except psutil.Error:
-            pass
-    return found
 
 
 def log_times(output: str, pattern: str) -> list[tuple[float, re.Match]]:
@@ -88,32 +63,6 @@ def log_times(output: str, pattern: str) -> list[tuple[float, re.Match]]:
     return found
 
 
-def write_config(tmp_path: Path, scenario: str, *, speed: float = SPEED, miner: str = "", command: bool = True) -> Path:
-    """A `run` config like the demo's: the simulator as a source install, through the launcher."""
-    tdm_dir = tmp_path / "tdm"
-    tdm_dir.mkdir(exist_ok=True)
-    argv = [sys.executable, str(SIMULATOR_MAIN), "--dir", str(tdm_dir), "--scenario", scenario, "--speed", f"{speed:g}"]
-    lines = [
-        "miner:",
-        f"  dir: {json.dumps(str(tdm_dir))}",
-        "  display: none",
-        "  stop_timeout: 5s",
-    ]
-    if command:
-        lines.append(f"  command: {json.dumps(argv)}")
-    lines += [f"  {line}" for line in miner.strip().splitlines()]
-    lines += [
-        "settings:",
-        f"  priority: {json.dumps(list(DEMO_PRIORITY))}",
-        "  priority_mode: ending_soonest",
-        "storage:",
-        f"  path: {json.dumps(str(tmp_path / 'data'))}",
-    ]
-    config = tmp_path / "twitchminert.yaml"
-    config.write_text("\n".join(lines) + "\n")
-    return config
-
-
 @pytest.fixture
 def launch(daemon_factory, tmp_path: Path):
     """Start a daemon and wait until it listens; afterwards stop it gracefully and leave nothing behind."""
@@ -126,18 +75,15 @@ def launch(daemon_factory, tmp_path: Path):
         return daemon
 
     yield start
-    for daemon in started:
-        daemon.stop()  # SIGTERM: the daemon stops its miner (a failed test must not leak one)
-    for process in processes_mentioning(str(tmp_path)):
-        process.kill()
+    stop_all(started, tmp_path)
 
 
-def demo(launch, scenario: str, speed: float = SPEED):
-    return launch("demo", "--scenario", scenario, "--web.listen-address", "127.0.0.1:0", "--speed", f"{speed:g}")
+def demo(launch, scenario: str):
+    return launch(*demo_args(scenario))
 
 
 def run(launch, config: Path):
-    return launch("run", "--config.file", str(config), "--web.listen-address", "127.0.0.1:0")
+    return launch(*run_args(config))
 
 
 def mining(daemon) -> bool:
@@ -215,7 +161,7 @@ def test_crash_loop_ends_in_failed_until_a_manual_restart(launch, tmp_path: Path
     # "Fatal error encountered" (GUI) comes ~0.5 s before the crash scenario's exit 1; with
     # restart_on_terminated (the default) the daemon restarts TDM for it first (killed by SIGTERM).
     # Off here, so the process exits 1 by itself and the crash path (backoff, cap) is what runs.
-    config = write_config(
+    config = simulator_config(
         tmp_path,
         "crash",
         speed=240,
@@ -291,7 +237,7 @@ def test_stall_progress_stops_and_restart_on_stall(tmp_path: Path, monkeypatch: 
     from exporter.config import load_config
     from exporter.daemon import Daemon
 
-    config = load_config(write_config(tmp_path, "stall", miner="restart_on_stall: 30m\nbackoff: {initial: 2s, max: 1m}"))
+    config = load_config(simulator_config(tmp_path, "stall", miner="restart_on_stall: 30m\nbackoff: {initial: 2s, max: 1m}"))
     clock = _ShiftedTime()
     monkeypatch.setattr(daemon_module, "time", clock)
     daemon = Daemon(config, "127.0.0.1:0")
@@ -357,7 +303,7 @@ def test_sigterm_stops_the_miner_and_removes_the_demo_dir(launch, tmp_path: Path
 
 
 def test_sigterm_lets_the_miner_save_its_settings(launch, tmp_path: Path) -> None:
-    daemon = run(launch, write_config(tmp_path, "happy"))
+    daemon = run(launch, simulator_config(tmp_path, "happy"))
     wait_until(lambda: mining(daemon), 20, what="mining")
     pid = status_json(daemon)["pid"]
     settings = tmp_path / "tdm" / "settings.json"
@@ -381,13 +327,13 @@ def test_attach_mode_follows_a_miner_it_did_not_start(launch, tmp_path: Path) ->
     SettingsSync(tdm_dir, {"priority": DEMO_PRIORITY, "priority_mode": "ending_soonest"}).prepare()
     simulator = subprocess.Popen(
         [sys.executable, str(SIMULATOR_MAIN), "--dir", str(tdm_dir), "--scenario", "happy",
-         "--speed", str(SPEED), "--log", "-vvv", "--exit-after", "60"],
+         "--speed", str(SIMULATOR_SPEED), "--log", "-vvv", "--exit-after", "60"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         wait_until(lambda: lock_holder(tdm_dir / "lock.file") == simulator.pid, 10, what="the simulator's lock")
-        daemon = run(launch, write_config(tmp_path, "happy", command=False, miner="mode: attach"))
+        daemon = run(launch, simulator_config(tmp_path, "happy", command=False, miner="mode: attach"))
         wait_until(lambda: sample(daemon.metrics(), "tdm_miner_up") == 1, 10, what="tdm_miner_up 1")
         answer = status_json(daemon)
         assert answer["pid"] == simulator.pid

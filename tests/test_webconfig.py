@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import bcrypt
 import pytest
-from helpers import EC_KEY, basic_auth, openssl, request, self_signed
+from helpers import EC_KEY, basic_auth, openssl, request, require_openssl, self_signed
 
 from exporter.http import Response, _RequestHandler, get, post, text
 from exporter.webconfig import (
@@ -61,8 +61,7 @@ def _leaf(folder: Path, name: str, extensions: str) -> None:
 def pki(tmp_path_factory) -> Path:
     """A CA, a server certificate for 127.0.0.1, a client certificate, an unrelated self-signed
     pair, an encrypted key and a file that is not PEM."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make test certificates")
+    require_openssl()
     folder = tmp_path_factory.mktemp("pki")
     self_signed(
         folder, "ca", "/CN=twitchminert-test-ca",
