@@ -36,7 +36,7 @@ from .store import Store
 from .supervisor import Supervisor, SupervisorSettings
 from .tailer import watch_paths
 from .timestamps import LocalClock, zone
-from .watcher import Watcher
+from .watcher import FileChangeWatcher, Watcher
 from .webconfig import load_web_config
 
 LANDING_PAGE = Path(__file__).with_name("landing.html")
@@ -443,9 +443,16 @@ class _ExporterCollector:
 def run(config: Config, listen_address: str | None = None, config_file: Path | None = None,
         on_started: Callable[[Daemon], None] | None = None) -> int:
     """Run until SIGTERM or SIGINT; SIGHUP reloads the config file."""
-    daemon = Daemon(config, listen_address, config_file)
     stop = threading.Event()
     hup = threading.Event()
+    # Watch from before the daemon is built: an edit made while it starts is reloaded, not missed.
+    watcher = FileChangeWatcher(config_file, hup) if config_file is not None else None
+    try:
+        daemon = Daemon(config, listen_address, config_file)
+    except BaseException:
+        if watcher is not None:
+            watcher.stop()
+        raise
 
     def on_signal(signum, frame) -> None:
         if signum == signal.SIGHUP:
@@ -460,62 +467,14 @@ def run(config: Config, listen_address: str | None = None, config_file: Path | N
         daemon.start()
         if on_started is not None:
             on_started(daemon)
-        watcher = _ConfigFileWatcher(config_file, hup) if config_file is not None else None
-        try:
-            while not stop.wait(0.5):
-                if hup.is_set():
-                    hup.clear()
-                    source = watcher.take_source() if watcher is not None else "sighup"
-                    daemon.reload(source)
-        finally:
-            if watcher is not None:
-                watcher.stop()
+        while not stop.wait(0.5):
+            if hup.is_set():
+                hup.clear()
+                daemon.reload(watcher.take_source() if watcher is not None else "sighup")
     finally:
+        if watcher is not None:
+            watcher.stop()
         daemon.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
-
-
-class _ConfigFileWatcher:
-    """Sets `changed` when the config file is written (watchdog), so the main loop reloads."""
-
-    def __init__(self, path: Path, changed: threading.Event) -> None:
-        # Not resolve()d: the identity follows a symlink at every check, so a link switched to a new target
-        # (a Kubernetes ConfigMap update) is a change; the target's folder is watched too, for prompt wake-ups.
-        self._path = path.absolute()
-        self._changed = changed
-        self._file_changed = False
-        self._stat = self._identity()
-        self._watcher = Watcher({self._path, self._path.resolve()})
-        self._watcher.start()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="twitchminert-config-watch")
-        self._thread.start()
-
-    def _identity(self):
-        try:
-            st = self._path.stat()
-            return (st.st_ino, st.st_size, st.st_mtime_ns)
-        except OSError:
-            return None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._watcher.wait(1.0)
-            current = self._identity()
-            if current != self._stat and current is not None:
-                self._stat = current
-                self._file_changed = True
-                self._changed.set()
-
-    def take_source(self) -> str:
-        source = "file" if self._file_changed else "sighup"
-        self._file_changed = False
-        return source
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._watcher.wake()
-        self._thread.join()
-        self._watcher.stop()

@@ -162,3 +162,47 @@ class Watcher:
                 self._unwatchable.discard(d)
                 self._watches[d] = (ident, watch)
         return moved
+
+
+class FileChangeWatcher:
+    """Sets `changed` when one file is written or replaced (the daemon's config file, so it reloads)."""
+
+    def __init__(self, path: Path, changed: threading.Event) -> None:
+        # Not resolve()d: the identity follows a symlink at every check, so a link switched to a new target
+        # (a Kubernetes ConfigMap update) is a change; the target's folder is watched too, for prompt wake-ups.
+        self._path = path.absolute()
+        self._changed = changed
+        self._file_changed = False
+        self._stat = self._identity()
+        self._watcher = Watcher({self._path, self._path.resolve()})
+        self._watcher.start()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="twitchminert-file-watch")
+        self._thread.start()
+
+    def _identity(self):
+        try:
+            st = self._path.stat()
+            return (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            return None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._watcher.wait(1.0)
+            current = self._identity()
+            if current != self._stat and current is not None:
+                self._stat = current
+                self._file_changed = True
+                self._changed.set()
+
+    def take_source(self) -> str:
+        source = "file" if self._file_changed else "sighup"
+        self._file_changed = False
+        return source
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._watcher.wake()
+        self._thread.join()
+        self._watcher.stop()
