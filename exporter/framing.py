@@ -33,8 +33,9 @@ DEFAULT_MAX_RECORD_BYTES = 1 << 20
 DEFAULT_QUIET_SECONDS = 0.005  # TDM writes a record in one write(); parts of one are µs apart
 
 
-# The record being assembled: (timestamp, msecs, level, where its message starts in the buffer,
-# counted from the record's first byte). A tuple: one is made per record on the hot path.
+# The record being assembled: (timestamp, msecs, level) as raw bytes, and where its message starts
+# in the buffer, counted from the record's first byte. A tuple of bytes: one is made per record on
+# the hot path, and most (DEBUG) are only counted, never decoded.
 _Pending = tuple
 
 
@@ -63,8 +64,8 @@ class Framer:
         self.oversized_records = 0
         # Levels nobody reads the text of (DEBUG noise, usually): counted, never built into Records.
         self.count_only = count_only
-        self.counted: dict[str, int] = {}
-        self.counted_last: tuple[str, int] | None = None  # (timestamp, msecs) of the last one counted
+        self.counted: dict[bytes, int] = {}
+        self.counted_last: tuple[bytes, bytes] | None = None  # (timestamp, msecs) of the last one counted
         self.counted_truncated = 0
         self._discarding = False  # dropping the rest of a record that was cut at the limit
         self._buf = bytearray()
@@ -72,6 +73,15 @@ class Framer:
         self._pending: _Pending | None = None
         self._mid_line = False  # self._buf[0] is in the middle of a line we are discarding
         self._last_data_at = 0.0
+
+    @property
+    def count_only(self) -> frozenset[str]:
+        return self._count_only
+
+    @count_only.setter
+    def count_only(self, levels: frozenset[str]) -> None:
+        self._count_only = frozenset(levels)
+        self._count_only_raw = frozenset(level.encode("ascii") for level in levels)
 
     @property
     def fed_until(self) -> int:
@@ -93,10 +103,15 @@ class Framer:
         if complete_end > self._scanned:
             done = 0  # buf[:done] is emitted or dropped; consumed once, after the scan
             pending = self._pending
-            for start, match in _headers(buf, self._scanned, complete_end):
+            count_only = self._count_only_raw
+            if self._scanned == 0 and (first := HEADER.match(buf, 0, complete_end)) is not None:
+                pending = (*first.groups(), first.end())
+            # A header after a newline: the leading literal lets the regex engine skip ahead quickly.
+            for match in _NEXT_HEADER.finditer(buf, max(self._scanned - 1, 0), complete_end):
+                start = match.start() + 1
                 if start > done:
                     if pending is not None:
-                        if pending[2] in self.count_only:
+                        if pending[2] in count_only:
                             self._count(pending, start - done)
                         else:
                             out.append(self._record(pending, done, start))
@@ -104,8 +119,8 @@ class Framer:
                         self._count_orphans(done, start)
                     done = start
                 timestamp, msecs, level = match.groups()
-                pending = (timestamp.decode("ascii"), int(msecs), level.decode("ascii"), match.end() - start)
-            match = None  # noqa: F841 - drop the last match before the buffer is resized
+                pending = (timestamp, msecs, level, match.end() - start)  # decoded only if it is built
+            match = first = None  # noqa: F841 - drop the matches before the buffer is resized
             if pending is None:  # whole lines with no header before them can never join a record
                 self._count_orphans(done, complete_end)
                 done = complete_end
@@ -148,15 +163,14 @@ class Framer:
 
     @staticmethod
     def _pending_from(match: re.Match) -> _Pending:
-        timestamp, msecs, level = match.groups()
-        return (timestamp.decode("ascii"), int(msecs), level.decode("ascii"), match.end() - match.start())
+        return (*match.groups(), match.end() - match.start())
 
     def _release_pending(self, end: int, out: list[Record]) -> None:
         """Emit the held record as ending at `end` (or drop orphan bytes), and consume them."""
         if end == 0:
             return
         if self._pending is not None:
-            if self._pending[2] in self.count_only:
+            if self._pending[2] in self._count_only_raw:
                 self._count(self._pending, end)
             else:
                 out.append(self._record(self._pending, 0, end))
@@ -168,7 +182,9 @@ class Framer:
     def take_counted(self) -> tuple[dict[str, int], tuple[str, int] | None, int]:
         """Records of count-only levels since the last call: per level, the (timestamp, msecs)
         of the last one, and how many of them were cut at the size limit."""
-        taken = (self.counted, self.counted_last, self.counted_truncated)
+        counted = {level.decode("ascii"): n for level, n in self.counted.items()}
+        last = None if self.counted_last is None else (self.counted_last[0].decode("ascii"), int(self.counted_last[1]))
+        taken = (counted, last, self.counted_truncated)
         self.counted, self.counted_last, self.counted_truncated = {}, None, 0
         return taken
 
@@ -184,6 +200,7 @@ class Framer:
     def _record(self, pending: _Pending, start: int, end: int) -> Record:
         """The record in buf[start:end]; the buffer is left as it is."""
         timestamp, msecs, level, message_start = pending
+        timestamp, msecs, level = timestamp.decode("ascii"), int(msecs), level.decode("ascii")
         truncated = end - start > self.max_record_bytes
         if truncated:
             self.oversized_records += 1
@@ -230,12 +247,3 @@ class Framer:
         self._release_pending(len(self._buf), out)
         self._discarding = True
 
-
-def _headers(buf: bytearray, pos: int, end: int):
-    """(start, match) of every header line beginning in buf[pos:end]; `pos` is a line start."""
-    if pos == 0:
-        first = HEADER.match(buf, 0, end)
-        if first is not None:
-            yield 0, first
-    for match in _NEXT_HEADER.finditer(buf, max(pos - 1, 0), end):
-        yield match.start() + 1, match
