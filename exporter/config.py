@@ -303,6 +303,18 @@ def _proxy(value: Any, path: Path_, ctx: Context) -> Any:
     return text
 
 
+def _validate_url(value: Any, path: Path_, ctx: Context) -> Any:
+    """Where the OAuth token is sent: https, except to this machine (tests, a local proxy)."""
+    text = _string(value, path, ctx)
+    if text is INVALID:
+        return INVALID
+    url = urlsplit(text)
+    local = url.hostname in ("127.0.0.1", "localhost", "::1")
+    if not url.hostname or (url.scheme != "https" and not (url.scheme == "http" and local)):
+        return ctx.fail(path, f"expected an https:// URL (the token is sent there), got {text!r}")
+    return text.rstrip("/")
+
+
 def _section(schema: Mapping[str, Converter], build: Callable[..., Any]) -> Converter:
     def convert(value: Any, path: Path_, ctx: Context) -> Any:
         if value is None:
@@ -414,7 +426,7 @@ SCHEMA: dict[str, Converter] = {
         {
             "login_timeout": _duration,
             "validate": _bool,
-            "validate_url": _string,
+            "validate_url": _validate_url,
             "validate_interval": _duration,
         },
         SessionConfig,

@@ -143,3 +143,10 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_log_sources_default_to_tdm_log_and_captured_output() -> None:
     config = parse_config("miner:\n  dir: /opt/tdm\nstorage:\n  path: /var/tm\n")
     assert config.log_sources() == ("/opt/tdm/log.txt", "/var/tm/logs/miner_output.log")
+
+
+def test_the_token_is_only_sent_over_https_or_to_this_machine() -> None:
+    assert parse_config("session:\n  validate_url: http://127.0.0.1:8080/\n").session.validate_url == "http://127.0.0.1:8080"
+    assert errors_of("session:\n  validate_url: http://id.example.com\n") == [
+        "twitchminert.yaml:2: session.validate_url: expected an https:// URL (the token is sent there), got 'http://id.example.com'"
+    ]
