@@ -253,7 +253,9 @@ class Daemon:
         self.store.commit([event], [], {}, {})
 
     def _record_settings(self, action: str, fields: dict[str, Any]) -> None:
-        self._record(action, fields, EventKind.CONFIG_CHANGE)
+        # Written by the supervisor's preflight, just before TDM starts (the reload that asked for it
+        # is recorded on its own, with its source).
+        self._record(action, {"source": "miner_start", **fields}, EventKind.CONFIG_CHANGE)
 
     # -- snapshots ------------------------------------------------------------------------------
 
