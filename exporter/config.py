@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from . import yamlfile
 from .framing import DEFAULT_MAX_RECORD_BYTES
+from .http import parse_listen_address
 from .lifecycle import BackoffPolicy
 from .redaction import redact
 from .timestamps import zone
@@ -225,28 +226,31 @@ def _list_of(convert: Converter) -> Converter:
     return convert_list
 
 
-def _timezone(value: Any, path: Path_, ctx: Context) -> Any:
-    name = _string(value, path, ctx)
-    if name is INVALID:
-        return INVALID
+def _string_that(check: Callable[[str], object]) -> Converter:
+    """A non-empty string that `check` accepts; `check` raises ValueError saying what is wrong."""
+
+    def convert(value: Any, path: Path_, ctx: Context) -> Any:
+        text = _string(value, path, ctx)
+        if text is INVALID:
+            return INVALID
+        try:
+            check(text)
+        except ValueError as error:
+            return ctx.fail(path, str(error))
+        return text
+
+    return convert
+
+
+def _known_zone(name: str) -> None:
     try:
         zone(name)
-    except Exception:
-        return ctx.fail(path, f"unknown time zone {name!r}")
-    return name
+    except Exception:  # zoneinfo raises KeyError subclasses, ValueError or OSError for odd names
+        raise ValueError(f"unknown time zone {name!r}") from None
 
 
-def _listen_address(value: Any, path: Path_, ctx: Context) -> Any:
-    from .http import parse_listen_address
-
-    text = _string(value, path, ctx)
-    if text is INVALID:
-        return INVALID
-    try:
-        parse_listen_address(text)
-    except ValueError as error:
-        return ctx.fail(path, str(error))
-    return text
+_timezone = _string_that(_known_zone)
+_listen_address = _string_that(parse_listen_address)
 
 
 def _display(value: Any, path: Path_, ctx: Context) -> Any:
