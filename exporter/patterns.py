@@ -32,6 +32,8 @@ _KIND_VALUES = frozenset(kind.value for kind in EventKind)
 _PATTERN_KEYS = ("name", "regex", "levels", "event", "counter", "gauge")
 _OUTPUT_KEYS = ("event", "counter", "gauge")
 _METRIC_KEYS = ("metric", "help", "labels", "value")
+_SEEN_LIMIT = 4096  # messages remembered with what they matched (then forgotten all at once)
+_SEEN_MESSAGE_LIMIT = 512  # longer messages (tracebacks, dumps) are rarely repeated: not remembered
 
 
 class PatternError(ValueError):
@@ -145,6 +147,7 @@ class PatternSet:
             level: tuple(p for p in self._user if p.levels is None or level in p.levels)
             for level in LEVELS
         }
+        self._seen: dict[tuple[str, str], tuple[str, tuple[tuple[EventKind, dict[str, Any]], ...]]] = {}
 
     @classmethod
     def builtin(cls) -> PatternSet:
@@ -166,23 +169,39 @@ class PatternSet:
         return self._user
 
     def events(self, record: Record, time: float) -> list[Event]:
-        level = record.level
+        redacted, matches = self.matches(record.level, record.message)
+        # Each event gets its own fields: whoever receives one may keep it.
+        return [Event(kind, time, record.level, record.source, redacted, dict(fields)) for kind, fields in matches]
+
+    def matches(self, level: str, message: str) -> tuple[str, tuple[tuple[EventKind, dict[str, Any]], ...]]:
+        """The redacted message and the (kind, fields) every pattern makes of it. The fields are
+        shared between calls: copy them before handing them out."""
+        found = self._seen.get((level, message))
+        if found is None:
+            if level not in self._builtin_by_level and not self._user_by_level.get(level, self._user_any_level):
+                return message, ()  # e.g. every DEBUG Request/Response record
+            found = self._match(level, message)
+            if len(message) <= _SEEN_MESSAGE_LIMIT:  # a log repeats itself: match each text once
+                if len(self._seen) >= _SEEN_LIMIT:
+                    self._seen.clear()
+                self._seen[(level, message)] = found
+        return found
+
+    def _match(self, level: str, message: str) -> tuple[str, tuple[tuple[EventKind, dict[str, Any]], ...]]:
+        """The redacted message and what every pattern makes of it; a pure function of its inputs."""
+        message = redact(message)  # fields are cut from redacted text: no secrets
+        matches = []
         builtins = self._builtin_by_level.get(level)
-        users = self._user_by_level.get(level, self._user_any_level)
-        if builtins is None and not users:
-            return []  # e.g. every DEBUG Request/Response record
-        message = redact(record.message)  # fields are cut from redacted text: no secrets
-        events = []
         if builtins is not None:
             # GUI prints can carry newlines around the text ("\nApplication Terminated.\n...")
             found = builtins.match(message.strip("\n"))
             if found is not None:
-                events.append(Event(found[0], time, level, record.source, message, found[1]))
-        for pattern in users:
+                matches.append(found)
+        for pattern in self._user_by_level.get(level, self._user_any_level):
             found = pattern.match(message)
             if found is not None:
-                events.append(Event(found[0], time, level, record.source, message, found[1]))
-        return events
+                matches.append(found)
+        return message, tuple(matches)
 
 
 def load_user_patterns(path: str | os.PathLike[str]) -> list[UserPattern]:
