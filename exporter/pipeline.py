@@ -48,7 +48,11 @@ class RecordHandler:
         """Handle what one framer call gave; returns how many records it finished."""
         self.handle(batch.records)
         if batch.counted:
-            self.state.count_records(batch.counted, self._time(*batch.counted_time), batch.counted_truncated)
+            try:
+                when = self.clock.to_epoch(*batch.counted_time)
+            except ValueError:  # count-only records' times are not read one by one: not counted as bad
+                when = self._last_time if self._last_time is not None else time.time()
+            self.state.count_records(batch.counted, when, batch.counted_truncated)
         self.state.count_file(source, read_bytes=batch.consumed)
         return len(batch)
 
@@ -93,14 +97,6 @@ class RecordHandler:
     def take_events(self) -> list[Event]:
         events, self.events = self.events, []
         return events
-
-    def _time(self, timestamp: str, msecs: int) -> float:
-        try:
-            when = self.clock.to_epoch(timestamp, msecs)
-        except ValueError:
-            when = self._bad_time(self._last_time)
-        self._last_time = when
-        return when
 
     def _bad_time(self, previous: float | None) -> float:
         """The time for a record whose own cannot be read: the one before it's, or now."""

@@ -220,3 +220,48 @@ def test_count_only_levels_are_counted_not_built() -> None:
     assert fed.counted_truncated == flushed.counted_truncated == 0
     assert fed.consumed + flushed.consumed == framer.offset == len(data)
     assert len(fed) == 3 and len(flushed) == 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["ERROR", "INFO", "CALL", "DEBUG", "DEBUG", "DEBUG", "STDOUT", "NOTICE"]),
+            st.text(alphabet="ab :\t", max_size=40),
+            st.lists(st.text(alphabet="abc xyz:\t", max_size=30).filter(lambda s: not s[:4].isdigit()), max_size=3),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    st.lists(st.integers(min_value=0, max_value=6000), max_size=15),
+    st.sampled_from([120, 1 << 20]),
+)
+def test_count_only_levels_in_any_chunking_give_the_ground_truth(entries, cuts, limit) -> None:
+    """Bulk framing (count-only headers counted per chunk) and the record-by-record path (records
+    near the size limit) agree with the ground truth, however the bytes arrive."""
+    data = b""
+    for level, message, continuation in entries:
+        data += line(message, level) + b"".join(c.encode() + b"\n" for c in continuation)
+    framer = Framer("f", max_record_bytes=limit, count_only=frozenset({"DEBUG", "STDOUT"}))
+    built, counted, consumed = [], {}, 0
+    previous = 0
+    for cut in sorted(set(c for c in cuts if c <= len(data))) + [len(data), None]:
+        batch = framer.feed(data[previous:cut], 0.0) if cut is not None else framer.flush()
+        built += batch.records
+        for level, n in batch.counted.items():
+            counted[level] = counted.get(level, 0) + n
+        consumed += batch.consumed
+        previous = cut
+    expected = [
+        (level, "\n".join([message, *continuation])) for level, message, continuation in entries if level not in ("DEBUG", "STDOUT")
+    ]
+    if limit > len(data):  # nothing cut
+        assert [(r.level, r.message) for r in built] == expected
+    else:
+        assert [r.level for r in built] == [level for level, _ in expected]
+    truth = {}
+    for level, _, _ in entries:
+        if level in ("DEBUG", "STDOUT"):
+            truth[level] = truth.get(level, 0) + 1
+    assert counted == truth
+    assert consumed == framer.offset == len(data)
