@@ -109,14 +109,16 @@ class Framer:
     def count_only(self, levels: frozenset[str]) -> None:
         self._count_only = frozenset(levels)
         self._count_only_raw = frozenset(level.encode("ascii") for level in levels)
+        self._counted_levels = sorted(levels)
         alternatives = b"|".join(sorted(self._count_only_raw)) or b"(?!)"
-        # Found after a newline: a record to build (its header, its first line, and a "\n" group
-        # when a header follows that line), the header of a count-only record, and its time.
-        self._built_record = re.compile(
-            rb"\n" + _STAMP + rb"(?!(?:" + alternatives + rb"):\t)([A-Z]+):\t([^\n]*)"
-            rb"(?:(?=(\n)" + _BARE_STAMP + rb"[A-Z]+:\t)|)"
+        # Found after a newline, in one pass: the header of a count-only record (one group per
+        # level), or a record to build: its header, its first line, and a "\n" group when a
+        # header follows that line (then the record is that one line).
+        counted = b"|".join(b"(" + level.encode("ascii") + b")" for level in self._counted_levels)
+        built = _STAMP + rb"([A-Z]+):\t([^\n]*)(?:(?=(\n)" + _BARE_STAMP + rb"[A-Z]+:\t)|)"
+        self._bulk = re.compile(
+            rb"\n(?:" + (_BARE_STAMP + rb"(?:" + counted + rb"):\t|" if counted else b"") + built + rb")"
         )
-        self._counted_header = re.compile(rb"\n" + _BARE_STAMP + rb"(" + alternatives + rb"):\t")
         self._counted_stamp = re.compile(rb"\n" + _STAMP + rb"(?:" + alternatives + rb"):\t")
 
     @property
@@ -243,8 +245,15 @@ class Framer:
             records.append(self._record(pending, 0, end))
         # The loop below is the hot path of a catch-up: everything it calls is looked up once.
         source, offset, append, next_header = self.source, self.offset, records.append, _NEXT_HEADER.search
-        for match in self._built_record.finditer(buf, end - 1, last):
-            timestamp, msecs, level, line, one_line = match.groups()
+        levels = len(self._counted_levels)
+        fields = range(levels + 1, levels + 6)
+        counts = [0] * (levels + 1)
+        for match in self._bulk.finditer(buf, end - 1, last):
+            index = match.lastindex
+            if index <= levels:  # a count-only header: counted, nothing else
+                counts[index] += 1
+                continue
+            timestamp, msecs, level, line, one_line = match.group(*fields)
             start, line_end = match.span()
             if one_line is not None:  # the next line is a header: the usual one-line record
                 end = line_end + 1
@@ -271,15 +280,13 @@ class Framer:
                 )
             )
         match = following = None
-        if self._count_only_raw:
-            levels = self._counted_header.findall(buf, 0, last)
-            if levels:
-                counted = batch.counted
-                for level, n in Counter(levels).items():
-                    name = level.decode("ascii")
-                    counted[name] = counted.get(name, 0) + n
-                newest = self._last_match(self._counted_stamp, last)
-                batch.counted_time = (newest[0].decode("ascii"), int(newest[1]))
+        if any(counts):
+            counted = batch.counted
+            for level, n in zip(self._counted_levels, counts[1:]):
+                if n:
+                    counted[level] = counted.get(level, 0) + n
+            newest = self._last_match(self._counted_stamp, last)
+            batch.counted_time = (newest[0].decode("ascii"), int(newest[1]))
         self._discarding = False
         following = HEADER.match(buf, last)
         self._pending = _Pending(*following.groups(), following.end() - last)

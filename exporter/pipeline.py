@@ -119,9 +119,10 @@ def replay(paths: Sequence[Path], handler: RecordHandler, max_record_bytes: int 
     for path in paths:
         key = str(path)
         framer = Framer(key, max_record_bytes=max_record_bytes, count_only=handler.patterns.silent_levels())
-        with open(path, "rb") as file:
-            while chunk := file.read(REPLAY_CHUNK):
-                handler.take(key, framer.feed(chunk, 0.0))
+        chunk = bytearray(REPLAY_CHUNK)  # one buffer read into again and again: no fresh pages per read
+        with open(path, "rb", buffering=0) as file:
+            while size := file.readinto(chunk):
+                handler.take(key, framer.feed(memoryview(chunk)[:size], 0.0))
         handler.take(key, framer.flush())
 
 
