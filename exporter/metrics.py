@@ -107,6 +107,10 @@ def _gauges(snap: Snapshot) -> Iterable[Metric]:
     yield GaugeMetricFamily(
         "tdm_websocket_connections", "Websocket shards connected now.", value=len(snap.websocket_shards)
     )
+    backlog = GaugeMetricFamily("tdm_log_backlog_bytes", "Bytes of a followed file not read yet.", labels=["file"])
+    for file, behind in sorted(snap.backlog.items()):
+        backlog.add_metric([file], behind)
+    yield backlog
     yield GaugeMetricFamily(
         "tdm_session_authenticated",
         "1 when the last login check succeeded.",

@@ -23,6 +23,8 @@ from .timestamps import LocalClock
 
 FALLBACK_POLL_SECONDS = 1.0
 REPLAY_CHUNK = 1 << 20
+CATCH_UP_BYTES = 8 << 20  # further behind than this, progress is logged while catching up
+CATCH_UP_LOG_SECONDS = 5.0
 RECORD_ERROR_LOG_SECONDS = 60.0  # one failing record is logged; more in this window are only counted
 _ROTATION_REASONS = frozenset({"rotated", "replaced", "deleted"})
 
@@ -114,16 +116,39 @@ class RecordHandler:
             )
 
 
-def replay(paths: Sequence[Path], handler: RecordHandler, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:
-    """Read whole files from the start, as `mtail -one_shot` does. Writes nothing."""
-    for path in paths:
-        key = str(path)
-        framer = Framer(key, max_record_bytes=max_record_bytes, count_only=handler.patterns.silent_levels())
-        chunk = bytearray(REPLAY_CHUNK)  # one buffer read into again and again: no fresh pages per read
-        with open(path, "rb", buffering=0) as file:
-            while size := file.readinto(chunk):
-                handler.take(key, framer.feed(memoryview(chunk)[:size], 0.0))
-        handler.take(key, framer.flush())
+def replay(
+    paths: Sequence[Path],
+    handler: RecordHandler,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    progress: bool = False,
+) -> None:
+    """Read whole files from the start, as `mtail -one_shot` does. Writes nothing.
+
+    `progress`: draw a progress bar (bytes, records/s) on stderr.
+    """
+    bar = None
+    if progress:
+        from tqdm import tqdm  # only when asked: it is not needed otherwise
+
+        total = sum(path.stat().st_size for path in paths)
+        bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="replay", dynamic_ncols=True)
+    chunk = bytearray(REPLAY_CHUNK)  # one buffer read into again and again: no fresh pages per read
+    records = 0
+    try:
+        for path in paths:
+            key = str(path)
+            framer = Framer(key, max_record_bytes=max_record_bytes, count_only=handler.patterns.silent_levels())
+            with open(path, "rb", buffering=0) as file:
+                while size := file.readinto(chunk):
+                    records += handler.take(key, framer.feed(memoryview(chunk)[:size], 0.0))
+                    if bar is not None:
+                        bar.update(size)
+                        bar.set_postfix(records=records, refresh=False)
+            records += handler.take(key, framer.flush())
+    finally:
+        if bar is not None:
+            bar.set_postfix(records=records)
+            bar.close()
 
 
 class Pipeline:
@@ -149,6 +174,7 @@ class Pipeline:
         self._count_only = handler.patterns.silent_levels()
         self._framers: dict[str, Framer] = {}
         self._read_errors: dict[str, str] = {}  # file -> what the last read said, while it fails
+        self.catch_up = CatchUp()
         self._rolled_back = False
         self.tails = self._restore()
 
@@ -190,7 +216,7 @@ class Pipeline:
         if self._rolled_back:
             self.tails = self._restore()
             self._rolled_back = False
-        records = 0
+        records = read = 0
         changed = False
         for item in self.tails.read():
             changed = True
@@ -198,7 +224,13 @@ class Pipeline:
                 records += self._reset(item)
             else:
                 records += self._feed(item, now)
+                read += len(item.data)
         changed |= self._note_read_errors()
+        backlog = self.tails.backlog()
+        self.handler.state.backlog = backlog
+        message = self.catch_up.update(now, sum(backlog.values()), read, records)
+        if message is not None:
+            logger.info("log files: {}", message)
         for key, framer in self._framers.items():
             batch = framer.flush_due(now)
             if batch.consumed:
@@ -278,6 +310,52 @@ class Pipeline:
 
 def _describe(error: OSError) -> str:
     return error.strerror or str(error)
+
+
+class CatchUp:
+    """Progress of reading a backlog, for a log line every few seconds while far behind.
+
+    Pure: the pipeline gives it the time, what is left and what was just read.
+    """
+
+    def __init__(self, threshold: int = CATCH_UP_BYTES, every: float = CATCH_UP_LOG_SECONDS) -> None:
+        self.threshold = threshold
+        self.every = every
+        self._started: float | None = None  # when the backlog was first seen past the threshold
+        self._next_report = 0.0
+        self._bytes = self._records = 0  # read since then
+
+    def update(self, now: float, backlog: int, read: int, records: int) -> str | None:
+        """A line to log now, or None."""
+        if self._started is None:
+            if backlog <= self.threshold:
+                return None
+            self._started, self._next_report = now, now + self.every
+            self._bytes = self._records = 0
+            return f"catching up: {_megabytes(backlog)} to read"
+        self._bytes += read
+        self._records += records
+        elapsed = max(now - self._started, 1e-9)
+        if backlog == 0:
+            self._started = None
+            return (
+                f"caught up: {_megabytes(self._bytes)}, {self._records:,} records "
+                f"in {elapsed:.1f} s ({self._records / elapsed:,.0f} records/s)"
+            )
+        if now < self._next_report:
+            return None
+        self._next_report = now + self.every
+        done = self._bytes / (self._bytes + backlog)
+        speed = self._bytes / elapsed
+        eta = f"{backlog / speed:.0f} s" if speed > 0 else "unknown"
+        return (
+            f"catching up: {100 * done:.0f}% ({_megabytes(backlog)} left), "
+            f"{self._records / elapsed:,.0f} records/s, ETA {eta}"
+        )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:,.1f} MiB"
 
 
 class Follower:

@@ -107,6 +107,7 @@ class Snapshot:
     claims_last_24h: int
     claims_today: int
     drops_per_hour: float
+    backlog: Mapping[str, int] = field(default_factory=dict)  # bytes of each followed file not read yet
 
 
 @dataclass
@@ -130,6 +131,7 @@ class MinerState:
     last_record_time: float | None = None
     last_error: tuple[float, str] | None = None
     claim_times: list[float] = field(default_factory=list)
+    backlog: dict[str, int] = field(default_factory=dict)  # set by the pipeline; not persisted
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -336,6 +338,7 @@ class MinerState:
             claims_last_24h=len(recent),
             claims_today=sum(1 for t in recent if t >= today),
             drops_per_hour=len(recent) / 24.0,
+            backlog=dict(self.backlog),
         )
 
     def totals(self) -> dict[CounterKey, float]:

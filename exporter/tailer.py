@@ -183,6 +183,15 @@ class FileTail:
         self.pending = self._budget == 0
         return out
 
+    def backlog(self) -> int:
+        """Bytes of the followed file not read yet (0 while none is followed)."""
+        if self._gen is None:
+            return 0
+        try:
+            return max(0, self._gen.size() - self._gen.offset)
+        except OSError:
+            return 0
+
     def position(self) -> Position | None:
         """Where reading has got to in the followed file; None while no file is followed.
 
@@ -407,6 +416,10 @@ class TailSet:
             out.extend(tail.read())
         self.pending = any(tail.pending for tail in [*self._files.values(), *self._globs])
         return out
+
+    def backlog(self) -> dict[str, int]:
+        """Bytes not read yet, by key."""
+        return {key: tail.backlog() for key, tail in self.items()}
 
     def errors(self) -> dict[str, OSError]:
         """Files whose last read failed, by key, with what it met."""

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 from loguru import logger
+from prometheus_client import CollectorRegistry
 
 from conftest import REPO, sample, wait_until
 from exporter.events import EventKind
 from exporter.patterns import PatternSet
-from exporter.pipeline import Follower, Pipeline, RecordHandler, replay
+from exporter.metrics import StateCollector
+from exporter.pipeline import CatchUp, Follower, Pipeline, RecordHandler, replay
 from exporter.state import MinerState
 from exporter.store import Store
 from exporter.timestamps import LocalClock, zone
@@ -273,3 +275,62 @@ def test_follower_follows_appends_and_stops_cleanly(tmp_path: Path) -> None:
     finally:
         follower.stop()
         pipeline.close()
+
+
+# -- catching up on a backlog ------------------------------------------------------------------------
+
+
+def test_catch_up_reports_percent_rate_and_eta_then_caught_up() -> None:
+    catch_up = CatchUp(threshold=100, every=5.0)
+    assert catch_up.update(0.0, 50, 0, 0) is None  # a few bytes behind: nothing to say
+    assert catch_up.update(1.0, 1000, 0, 0) == "catching up: 0.0 MiB to read"
+    assert catch_up.update(2.0, 800, 200, 20) is None  # not 5 s yet
+    line = catch_up.update(6.0, 500, 300, 30)
+    assert line == "catching up: 50% (0.0 MiB left), 10 records/s, ETA 5 s"
+    assert catch_up.update(8.0, 0, 500, 50).startswith("caught up: 0.0 MiB, 100 records in 7.0 s")
+    assert catch_up.update(9.0, 50, 0, 0) is None
+
+
+def test_a_large_backlog_is_exported_and_its_catch_up_logged(tmp_path: Path) -> None:
+    log = tmp_path / "log.txt"
+    block = "".join(line(f"Websocket[{i % 4}] connected.") + line("Request: " + "x" * 300, "DEBUG") for i in range(1000))
+    with log.open("w") as file:
+        while file.tell() < 20 << 20:  # more than one poll reads (8 MiB): a backlog
+            file.write(block)
+    messages: list[str] = []
+    sink = logger.add(messages.append, level="INFO", format="{message}")
+    try:
+        pipeline = Pipeline([str(log)], handler(), quiet_seconds=0.0)
+        pipeline.catch_up.every = 0.0
+        pipeline.poll(0.0)
+        registry = CollectorRegistry()
+        registry.register(StateCollector(pipeline.snapshot))
+        behind = registry.get_sample_value("tdm_log_backlog_bytes", {"file": str(log)})
+        assert 0 < behind < log.stat().st_size
+        polls = 1
+        while pipeline.wants_more():
+            pipeline.poll(float(polls))
+            polls += 1
+            assert polls < 10
+        pipeline.poll(float(polls))
+        assert registry.get_sample_value("tdm_log_backlog_bytes", {"file": str(log)}) == 0
+    finally:
+        logger.remove(sink)
+    assert records(pipeline.handler.state, "DEBUG") == log.stat().st_size // len(block) * 1000
+    progress = [m for m in messages if "catching up" in m or "caught up" in m]
+    assert progress[0].startswith("log files: catching up:") and "MiB to read" in progress[0]
+    assert any("% (" in m and "records/s, ETA" in m for m in progress), progress
+    assert progress[-1].startswith("log files: caught up:")
+    pipeline.close()
+
+
+def test_replay_progress_bar(tmp_path: Path) -> None:
+    log = tmp_path / "log.txt"
+    log.write_text("".join(line(f"Websocket[{i % 4}] connected.") for i in range(3000)))
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "replay", str(log), "--progress"],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "replay: 100%" in result.stderr and "records=3000" in result.stderr
+    assert sample(result.stdout, "tdm_log_records_total", level="INFO") == 3000
