@@ -20,6 +20,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import __version__
+from .bridge_link import BridgeLink
+from .bridge_metrics import BridgeCollector
+from .bridge_web import BridgeRoutes, confirmed_progress_time, current_mining_fields, status_fields
 from .config import Config, ConfigError, load_config
 from .cookies import JarInfo, read_jar
 from .events import Event, EventKind
@@ -83,6 +86,7 @@ class Daemon:
         self.store = Store.open(config.store_file)
         self.settings_sync: SettingsSync | None = None
         self.supervisor: Supervisor | None = None
+        self.bridge_link = BridgeLink(None, expected=False)
         self.pipeline = self._pipeline(config, patterns)
         self.follower = self._follower()
         if config.miner.dir is not None:
@@ -95,6 +99,7 @@ class Daemon:
         self.registry.register(StateCollector(self.snapshot))
         self.registry.register(SupervisorCollector(self._supervisor_status))
         self.registry.register(_ExporterCollector(self))
+        self.registry.register(BridgeCollector(lambda: self.bridge_link, self._running))
         self.server: Server | None = None
         self._stop = threading.Event()
         self._housekeeping = threading.Thread(target=self._housekeep, name="twitchminert-housekeeping")
@@ -118,6 +123,8 @@ class Daemon:
             self.config.data_dir,
             before_start=self.settings_sync.prepare if self.config.miner.mode == "run" else None,
         )
+        control = self.supervisor.control_path
+        self.bridge_link = BridgeLink(control, expected=control is not None)
 
     def _session_checker(self) -> SessionChecker | None:
         if not self.config.session.validate or self.config.miner.dir is None:
@@ -135,6 +142,7 @@ class Daemon:
             "/-/ready": get(self._ready),
             "/-/reload": post(self._reload_answer),
             "/-/restart": post(self._restart),
+            **BridgeRoutes(self.snapshot, lambda: self.bridge_link, time.time).routes(),
         }
 
     # -- start and stop -----------------------------------------------------------------------
@@ -194,7 +202,7 @@ class Daemon:
         status = supervisor.status()
         if not status.up or status.start_time is None:
             return
-        since = max(snap.drop.last_progress_time, status.start_time)
+        since = max(confirmed_progress_time(snap) or 0.0, status.start_time)  # estimates are no progress
         if time.time() - since > limit:
             logger.warning("drop {!r} has not progressed for {:.0f} s; restarting TDM", snap.drop.name, limit)
             supervisor.restart("stall")
@@ -205,6 +213,7 @@ class Daemon:
             now = time.monotonic()
             try:
                 self._sample_cpu(now)
+                self.bridge_link.tick(now)
                 self._check_stall(self.pipeline.snapshot())
                 if now >= next_cookies:
                     next_cookies = now + COOKIES_EVERY
@@ -261,6 +270,10 @@ class Daemon:
 
     def _supervisor_status(self):
         return self.supervisor.status() if self.supervisor is not None else None
+
+    def _running(self) -> bool | None:
+        status = self._supervisor_status()
+        return status.up if status is not None else None
 
     def snapshot(self) -> Snapshot:
         return effective(self.pipeline.snapshot(), self._supervisor_status())
@@ -355,9 +368,10 @@ class Daemon:
 
     def _status(self, request: Request) -> Response:
         now = time.time()
-        answer = miner_status(
-            self.pipeline.snapshot(now), self._supervisor_status(), self.config_state, self.jar, self.cpu_percent, now
-        )
+        snap, supervisor = self.pipeline.snapshot(now), self._supervisor_status()
+        answer = miner_status(snap, supervisor, self.config_state, self.jar, self.cpu_percent, now)
+        answer["current_mining"].update(current_mining_fields(snap, answer["current_mining"]["drop"] is not None))
+        answer.update(status_fields(snap, self.bridge_link, supervisor.up if supervisor is not None else None, now))
         if answer["cookies"] is not None:
             answer["cookies"]["token_expiry"] = self.token_expiry or answer["cookies"]["token_expiry"]
         return Response(200, json.dumps(answer).encode(), "application/json")

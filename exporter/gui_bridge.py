@@ -38,8 +38,9 @@ from exporter.bridge import CALL_TIMEOUT, encode_record, error, read_request, un
 
 CODE_LIFETIME = 1800.0  # Twitch's device codes: `expires_in` when TDM does not tell us
 VIEWERS_EVERY = 60.0  # a channel whose viewer count alone changed is written at most this often
-LOOP_TIMEOUT = CALL_TIMEOUT - 1.0  # a call's work on TDM's loop; the client waits a little longer
+LOOP_TIMEOUT = 2.0  # a call's work on TDM's loop (it takes milliseconds); the client waits CALL_TIMEOUT
 CONNECTION_TIMEOUT = 2.0  # a client that sends nothing
+CODE_WAIT = 2.0  # after a press, how long `login` waits for TDM to show the code (it does at once)
 # (capability, class, method): a capability is supported when all of its hooks are installed.
 HOOKS = (
     ("login_status", "LoginForm", "update"),
@@ -89,6 +90,7 @@ class GuiBridge:
         self._waiting = False  # wait_for_login_press is waiting for the Login button
         self._remote_press = False  # the last press came through the bridge: no browser
         self._pending_code: dict[str, Any] | None = None
+        self._code_shown = threading.Event()  # set when a code is shown (after a press)
         self._login: dict[str, Any] | None = None
         self._code: dict[str, Any] | None = None
         self._campaigns: dict[str, Any] = {}
@@ -271,6 +273,7 @@ class GuiBridge:
         if self._pending_code is not None:
             self._code, self._pending_code = self._pending_code, None
             self._emit("login_code", **self._code)
+            self._code_shown.set()
 
     # -- hooks: inventory --------------------------------------------------------------------
 
@@ -309,7 +312,8 @@ class GuiBridge:
         previous = self._channel_written.get(iid)
         if previous is not None:
             before, written_at = previous
-            if before == serialised or (_without_viewers(before) == _without_viewers(serialised) and now - written_at < VIEWERS_EVERY):
+            viewers_only = before["viewers"] is not None and _without_viewers(before) == _without_viewers(serialised)
+            if before == serialised or (viewers_only and now - written_at < VIEWERS_EVERY):
                 return  # viewer counts change every few seconds: not worth a record each
         self._channel_written[iid] = (serialised, now)
         self._emit("channel", channel=serialised)
@@ -383,10 +387,16 @@ class GuiBridge:
             if not self._waiting:
                 return error("not_waiting", "TDM is not waiting for the Login button")
             self._remote_press = True
+            self._code_shown.clear()
             confirm.set()
             return {"ok": True}
 
-        return self._on_loop(press)
+        answer = self._on_loop(press)
+        # The device-code flow shows its code right after the press: answer with it when it does
+        # (a restored session or another login flow just goes on).
+        if answer.get("ok") and self._code_shown.wait(CODE_WAIT) and self._code is not None:
+            answer["code"] = dict(self._code)
+        return answer
 
     def _reload(self) -> dict[str, Any]:
         if not self.capabilities.get("reload"):

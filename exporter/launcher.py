@@ -68,6 +68,11 @@ def launcher_argv(python: str, main_py: Path, args: list[str], output: Path, con
     return [python, str(LAUNCHER_PATH), "--output", os.path.abspath(output), *control_args, "--", os.path.abspath(main_py), *args]
 
 
+def runs_launcher(argv: list[str]) -> bool:
+    """Whether a miner command line is one `launcher_argv` built."""
+    return len(argv) > 1 and argv[1] == str(LAUNCHER_PATH)
+
+
 class GuiMirror:
     """Wraps a loaded `gui` module so GUI-only messages reach `write(text)`."""
 

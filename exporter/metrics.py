@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -10,6 +11,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from .bridge_metrics import inventory_metrics
 from .state import MINER_STATUSES, SESSION_STATES, Snapshot
 
 if TYPE_CHECKING:
@@ -43,14 +45,16 @@ ALWAYS_PRESENT = (
 
 
 class StateCollector(Collector):
-    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+    def __init__(self, snapshot: Callable[[], Snapshot], clock: Callable[[], float] = time.time) -> None:
         self._snapshot = snapshot
+        self._clock = clock  # campaigns and login codes age: `replay` passes the log's own time
 
     def collect(self) -> Iterable[Metric]:
         snap = self._snapshot()
         yield from _counters(snap)
         yield from _user_gauges(snap)
         yield from _gauges(snap)
+        yield from inventory_metrics(snap, self._clock())
 
 
 def _counters(snap: Snapshot) -> Iterable[Metric]:

@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Sequence
 
 from loguru import logger
 
+from .bridge import STATE_LEVEL
 from .events import Event, EventKind
 from .framing import DEFAULT_MAX_RECORD_BYTES, DEFAULT_QUIET_SECONDS, Framer, Record
 from .patterns import PatternSet
@@ -42,6 +43,9 @@ class RecordHandler:
         for record in records:
             when = clock.to_epoch(record.timestamp, record.msecs)
             state.count_record(record.level, when, record.truncated)
+            if record.level == STATE_LEVEL:  # the bridge's: TDM's own picture, not text for patterns
+                state.inventory.apply(record.message, when)
+                continue
             for event in patterns.events(record, when):
                 state.apply(event)
                 if event.kind is EventKind.USER_METRIC:
@@ -102,6 +106,8 @@ class Pipeline:
             positions = store.load_positions()
             totals, saved = store.load_totals(), store.load_state()
             handler.state.restore(totals, saved.get("miner"))
+            handler.state.inventory.restore(saved.get("bridge"))
+        self._saved_inventory = handler.state.inventory.revision
         self.tails = TailSet(sources, positions, start_at=start_at)
 
     def set_patterns(self, patterns: PatternSet) -> None:
@@ -184,7 +190,11 @@ class Pipeline:
             if position is not None:
                 positions.append(position)
         state = self.handler.state
-        self.store.commit(events, positions, state.totals(), {"miner": state.to_json()})
+        saved = {"miner": state.to_json()}
+        if state.inventory.revision != self._saved_inventory:  # it can be large: saved when it moved
+            saved["bridge"] = state.inventory.to_json()
+        self.store.commit(events, positions, state.totals(), saved)
+        self._saved_inventory = state.inventory.revision
 
     def close(self) -> None:
         self.tails.close()

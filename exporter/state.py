@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .events import Event, EventKind
+from .inventory import InventoryState, InventoryView
 
 Labels = tuple[tuple[str, str], ...]
 CounterKey = tuple[str, Labels]
@@ -81,7 +82,13 @@ class Drop:
     current: int
     required: int
     source: str
-    last_progress_time: float  # when `current` last moved (record time)
+    last_progress_time: float  # when Twitch last confirmed progress (record time); estimates do not move it
+    confirmed: int | None = None  # the minutes Twitch confirmed; `current` may add TDM's own estimate
+
+    @property
+    def estimated(self) -> int | None:
+        """Minutes TDM counted on its own ("Drop progress from active search") since Twitch confirmed."""
+        return None if self.confirmed is None else max(0, self.current - self.confirmed)
 
     @property
     def percent(self) -> float:
@@ -107,6 +114,7 @@ class Snapshot:
     claims_last_24h: int
     claims_today: int
     drops_per_hour: float
+    inventory: InventoryView | None = None  # TDM's own picture, from the bridge's STATE records
 
 
 @dataclass
@@ -130,6 +138,7 @@ class MinerState:
     last_record_time: float | None = None
     last_error: tuple[float, str] | None = None
     claim_times: list[float] = field(default_factory=list)
+    inventory: InventoryState = field(default_factory=InventoryState)  # saved on its own by the store
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -190,9 +199,15 @@ class MinerState:
         name, game = f["drop"], f["game"]
         current, required = int(f["current"]), int(f["required"])
         previous = self.drop
-        moved = previous is None or (previous.name, previous.game, previous.current) != (name, game, current)
+        same_drop = previous is not None and (previous.name, previous.game) == (name, game)
+        if f.get("source") == "active_search":  # TDM's own estimate while Twitch is silent: not progress
+            confirmed = previous.confirmed if same_drop else None
+            moved = not same_drop
+        else:
+            confirmed = current
+            moved = not same_drop or previous.confirmed != current
         last_progress = event.time if moved else previous.last_progress_time
-        self.drop = Drop(name, game, current, required, f.get("source", ""), last_progress)
+        self.drop = Drop(name, game, current, required, f.get("source", ""), last_progress, confirmed)
         self.game = game
         self._remember_game(game)
         if required and current >= required and self.completed != (name, game):
@@ -329,6 +344,7 @@ class MinerState:
             claims_last_24h=len(recent),
             claims_today=sum(1 for t in recent if t >= today),
             drops_per_hour=len(recent) / 24.0,
+            inventory=self.inventory.view(),
         )
 
     def totals(self) -> dict[CounterKey, float]:
@@ -347,7 +363,7 @@ class MinerState:
                 "session_login_time": self.session_login_time,
                 "drop": None
                 if drop is None
-                else [drop.name, drop.game, drop.current, drop.required, drop.source, drop.last_progress_time],
+                else [drop.name, drop.game, drop.current, drop.required, drop.source, drop.last_progress_time, drop.confirmed],
                 "completed": self.completed,
                 "channel": self.channel,
                 "game": self.game,
@@ -387,7 +403,7 @@ def _local_midnight(now: float) -> float:
 # Label sets built once: these are counted for every record and event.
 _RECORDS_BY_LEVEL = {
     level: ("tdm_log_records_total", labels(level=level))
-    for level in ("ERROR", "WARNING", "INFO", "CALL", "DEBUG", "GUI", "STDOUT", "STDERR")
+    for level in ("ERROR", "WARNING", "INFO", "CALL", "DEBUG", "GUI", "STDOUT", "STDERR", "STATE")
 }
 _EVENTS_BY_KIND = {kind: labels(kind=kind.value) for kind in EventKind}
 

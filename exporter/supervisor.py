@@ -30,7 +30,8 @@ from loguru import logger
 
 from .capture import OutputCapture
 from .config import CAPTURED_OUTPUT
-from .launcher import launcher_argv
+from .bridge import SOCKET_NAME
+from .launcher import launcher_argv, runs_launcher
 from .lifecycle import (
     DELIBERATE_REASONS,
     RESTART_REASONS,
@@ -140,7 +141,7 @@ def source_main_py(argv: tuple[str, ...], miner_dir: Path) -> Path | None:
     return None
 
 
-def miner_argv(settings: SupervisorSettings, output: Path) -> list[str]:
+def miner_argv(settings: SupervisorSettings, output: Path, control: Path | None = None) -> list[str]:
     argv = with_log_flags(settings.command or default_command(settings.dir))
     main_py = source_main_py(argv, settings.dir)
     if settings.mirror_gui_output == "off":
@@ -149,7 +150,7 @@ def miner_argv(settings: SupervisorSettings, output: Path) -> list[str]:
         if settings.mirror_gui_output == "on":
             logger.warning("miner.mirror_gui_output: on needs `PYTHON main.py ...` as the command; not mirroring")
         return list(argv)
-    return launcher_argv(argv[0], main_py, list(argv[2:]), output)
+    return launcher_argv(argv[0], main_py, list(argv[2:]), output, control)
 
 
 # -- the supervisor -----------------------------------------------------------------------------
@@ -174,7 +175,9 @@ class Supervisor:
         self.lock_file = settings.dir / "lock.file"
         self._before_start = before_start
         self._on_state = on_state
-        self._argv = miner_argv(settings, self.output_path) if settings.mode == "run" else []
+        self._argv = miner_argv(settings, self.output_path, Path(data_dir) / SOCKET_NAME) if settings.mode == "run" else []
+        # The bridge's control socket, when TDM runs through our launcher (else it takes no calls).
+        self.control_path = Path(data_dir) / SOCKET_NAME if runs_launcher(self._argv) else None
         self._lifecycle = Lifecycle(settings.policy, random.Random(), settings.stop_timeout)
         self._lock = threading.RLock()  # the lifecycle and everything below
         self._wake = threading.Event()
