@@ -28,7 +28,9 @@ if __package__:
     from .constants import OUTPUT_FORMATTER
 else:  # run as a script, like TDM: the siblings are top-level modules
     from constants import OUTPUT_FORMATTER
-LOGIN_DELAY = 4.0  # TDM opens the activation page this many seconds after showing the code
+# TDM opens the activation page 4 s after showing the code. Real seconds here too (a person reads
+# the code meanwhile), but fewer: the simulated login takes a few seconds, not half a minute.
+LOGIN_DELAY = 1.0
 
 
 def webopen(url: object) -> None:
@@ -107,7 +109,7 @@ class LoginForm:
         self._manager.print("Please log in to continue.")
         await self.wait_for_login_press()
         self._manager.print(f"Enter this code on the Twitch's device activation page: {user_code}")
-        await self._manager.sleep(LOGIN_DELAY)
+        await asyncio.sleep(LOGIN_DELAY)
         webopen(page_url)
 
     def update(self, status: str, user_id: int | None) -> None:
@@ -194,13 +196,6 @@ class GUIManager:
     def press_login(self) -> None:
         """The Login button."""
         self.login._confirm.set()
-
-    async def sleep(self, seconds: float) -> None:
-        """TDM's real-time waits, on the client's simulated clock."""
-        if self._twitch is not None:
-            await self._twitch.sleep(seconds)
-        else:
-            await asyncio.sleep(seconds)
 
     def set_games(self, games: set[Any]) -> None:
         self.games = set(games)

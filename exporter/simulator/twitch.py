@@ -47,6 +47,7 @@ gql_logger = logging.getLogger("TwitchDrops.gql")
 ws_logger = logging.getLogger("TwitchDrops.websocket")
 
 SHUTDOWN_DELAY = 0.5  # real seconds; TDM's shutdown() sleeps at least this long
+DEVICE_POLL_SECONDS = 2.0  # real seconds between token polls of the device-code login (Twitch says 5)
 
 ACCESS_TOKEN = "simaccesstoken0000000000000000"  # 30 chars like a real one; it is in every -vvvv Request:
 CLIENT_ID = "kd1unb4b3q4t58fwlpcbzcbnm76a8fp"
@@ -574,7 +575,7 @@ class Twitch:
         activation_url = f"https://www.twitch.tv/activate?device-code={self._user_code}"
         await self.gui.login.ask_enter_code(activation_url, self._user_code)
         for status in (400, 400, 200):  # polled until the user has entered the code
-            await self.sleep(5)
+            await asyncio.sleep(DEVICE_POLL_SECONDS)  # real time: the code stays on show meanwhile
             await self.request(
                 "POST", "https://id.twitch.tv/oauth2/token", status=status, headers=headers,
                 data={
