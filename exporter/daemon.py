@@ -36,7 +36,7 @@ from .settings_sync import SettingsSync
 from .state import MinerState, Snapshot
 from .status import ConfigState, effective, miner_status
 from .store import Store
-from .supervisor import Supervisor, SupervisorSettings
+from .supervisor import Supervisor
 from .tailer import watch_paths
 from .timestamps import LocalClock, zone
 from .watcher import FileChangeWatcher, Watcher
@@ -54,23 +54,6 @@ def build_patterns(files: tuple[Path, ...]) -> PatternSet:
     """Compile every user pattern now: a bad one stops start-up (PatternError names it)."""
     user = [pattern for file in files for pattern in load_user_patterns(file)]
     return PatternSet.builtin().extended(user)
-
-
-def supervisor_settings(config: Config) -> SupervisorSettings:
-    miner = config.miner
-    return SupervisorSettings(
-        dir=miner.dir,
-        command=miner.command,
-        env=miner.env,
-        display=miner.display,
-        mirror_gui_output=miner.mirror_gui_output,
-        stop_timeout=miner.stop_timeout,
-        mode=miner.mode,
-        pid_file=miner.pid_file,
-        restart_on_terminated=miner.restart_on_terminated,
-        restart_on_stall_seconds=miner.restart_on_stall,
-        policy=miner.backoff,
-    )
 
 
 class Daemon:
@@ -119,9 +102,10 @@ class Daemon:
     def _build_supervisor(self) -> None:
         self.settings_sync = SettingsSync(self.config.miner.dir, self.config.settings, self._record_settings)
         self.supervisor = Supervisor(
-            supervisor_settings(self.config),
+            self.config.miner,
             self.config.data_dir,
             before_start=self.settings_sync.prepare if self.config.miner.mode == "run" else None,
+            record=lambda action, fields: self._record(action, dict(fields)),
         )
         control = self.supervisor.control_path
         self.bridge_link = BridgeLink(control, expected=control is not None)

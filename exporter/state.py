@@ -53,6 +53,8 @@ _STATUS_BY_KIND = {
     EventKind.FATAL_ERROR: "terminated",
     EventKind.APPLICATION_TERMINATED: "terminated",
 }
+# Statuses in which TDM watches no channel and mines no drop (it stops watching before it says so).
+_NOT_MINING = frozenset({"idle", "login_required", "no_campaigns", "no_channels", "offline", "terminated"})
 _SHARD_DOWN = frozenset(
     {
         EventKind.WS_RECONNECTING,
@@ -180,6 +182,8 @@ class MinerState:
         status = _STATUS_BY_KIND.get(kind)
         if status is not None:
             self.status = status
+            if status in _NOT_MINING:
+                self.channel, self.drop = None, None
         handler = _HANDLERS.get(kind)
         if handler is not None:
             handler(self, event)
@@ -252,6 +256,7 @@ class MinerState:
         self._inc("tdm_task_crashes_total", labels(task=task))
         if task in CRITICAL_TASKS or event.fields.get("critical"):
             self.status = "terminated"
+            self.channel, self.drop = None, None
 
     def _on_checking(self, event: Event) -> None:
         # "Checking login" opens every TDM start: forget what the previous run left behind.

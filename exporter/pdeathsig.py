@@ -1,0 +1,37 @@
+"""Children that die with the daemon, even after a `kill -9` of it: Linux's PR_SET_PDEATHSIG.
+
+`die_with_parent(sig)` is a `preexec_fn` for subprocess.Popen: it runs in the child between fork and
+exec and asks the kernel to send `sig` to the child when the thread that forked it ends. The setting
+survives exec (not for set-user-ID programs). If the parent is already gone by then, nobody would
+send it, so the child sends it to itself. Where prctl is missing (not Linux) it does nothing.
+
+The thread matters: fork from the thread that also waits for the child and lives as long as it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+from typing import Callable
+
+PR_SET_PDEATHSIG = 1
+
+try:  # resolved here, not in the child: between fork and exec nothing should load a library
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # pragma: no cover - not Linux
+    _prctl = None
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A preexec_fn that makes the child get `sig` when this thread ends; None where unsupported."""
+    if _prctl is None:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        _prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died between fork and prctl
+            os.kill(os.getpid(), sig)
+
+    return preexec
