@@ -67,6 +67,8 @@ def _login(snap: Snapshot, view: InventoryView | None, connected: bool, alive: b
         answer["state"] = _SESSION_LOGIN.get(snap.session, "unknown")
         return answer
     answer["state"] = view.login(now)
+    if answer["state"] == "unknown":  # the login form is not hooked, or says nothing yet: the log
+        answer["state"] = _SESSION_LOGIN.get(snap.session, "unknown")
     answer["user_id"] = view.user_id
     if view.code_pending(now):
         code = view.code
