@@ -40,7 +40,7 @@ from loguru import logger
 from .capture import OutputCapture
 from .config import CAPTURED_OUTPUT, MinerConfig
 from .exit_cause import last_exception, missing_module
-from .launcher import launcher_argv
+from .launcher import LAUNCHER_PATH, launcher_argv
 from .lifecycle import (
     DELIBERATE_REASONS,
     RESTART_REASONS,
@@ -51,7 +51,7 @@ from .lifecycle import (
     exit_meaning,
 )
 from .lockfile import lock_holder
-from .pdeathsig import die_with_parent
+from .pdeathsig import RELAY_SIGNAL, die_with_parent
 from .resources import ProcessTreeSampler, ResourceSample
 from .xvfb import Xvfb
 
@@ -182,6 +182,9 @@ class Supervisor:
         self._before_start = before_start
         self._record = record
         self._argv = miner_argv(settings, self.output_path) if settings.mode == "run" else []
+        # Through the launcher, one SIGTERM however often the kernel sends it (see pdeathsig).
+        launched = len(self._argv) > 1 and self._argv[1] == str(LAUNCHER_PATH)
+        self._death_signal = die_with_parent(RELAY_SIGNAL if launched else signal.SIGTERM)
         self._lifecycle = Lifecycle(settings.backoff, random.Random(), settings.stop_timeout)
         self._lock = threading.RLock()  # the lifecycle and everything below
         self._wake = threading.Event()
@@ -337,7 +340,7 @@ class Supervisor:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # its own process group: we signal the whole tree
-                preexec_fn=die_with_parent(signal.SIGTERM),  # TDM closes normally if we die
+                preexec_fn=self._death_signal,  # TDM closes normally if we die
             )
         except Exception as error:
             logger.error("cannot start the miner: {}", error)
