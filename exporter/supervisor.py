@@ -37,8 +37,8 @@ from typing import Any, Callable, Mapping
 import psutil
 from loguru import logger
 
-from .capture import OutputCapture
-from .config import CAPTURED_OUTPUT, MinerConfig
+from .capture import CAPTURED_OUTPUT, OutputCapture
+from .config import MinerConfig
 from .exit_cause import last_exception, missing_module
 from .launcher import LAUNCHER_PATH, launcher_argv
 from .lifecycle import (
