@@ -2,9 +2,9 @@
 
 - Status fields: `login`, `current_mining.{campaign_id, campaign, confirmed_minutes,
   estimated_minutes}`, `channels_monitored`, `pending_drops`, `claimed_drops`, `bridge`.
-- Routes: GET /api/campaigns, /api/channels, /api/games; POST /api/miner/login (202, 409 when no
-  login is waiting, 501 unsupported), POST /api/miner/reload (202, 501). POSTs take JSON only; auth
-  and the cross-site check are the server's Gate, as for every route.
+- Handlers (web.ROUTES binds them): GET /api/campaigns, /api/channels, /api/games; POST
+  /api/miner/login (202, 409 when no login is waiting, 501 unsupported), POST /api/miner/reload (202,
+  501). POSTs take JSON only; auth and the cross-site check are the server's Gate, as for every route.
 (Its metrics are in `bridge_metrics`.)
 
 A capability the launcher reported as missing answers 501; so does every bridge route when TDM runs
@@ -14,11 +14,12 @@ without the launcher (an AppImage, attach mode): the logs still tell what they c
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+import time
+from typing import Any, Callable, Protocol
 
 from .bridge import BridgeUnavailable
 from .bridge_link import BridgeLink
-from .http import Request, Response, Route, get, post
+from .http import Request, Response, json_response
 from .inventory import InventoryView
 from .state import Snapshot
 
@@ -94,95 +95,87 @@ def current_mining_fields(snap: Snapshot, shown: bool) -> dict[str, Any]:
     return fields
 
 
-def confirmed_progress_time(snap: Snapshot) -> float | None:
-    """When Twitch last confirmed progress of the current drop, by the logs or by the bridge."""
-    times = [snap.drop.last_progress_time] if snap.drop is not None else []
-    view = snap.inventory
-    if view is not None and view.confirmed_progress_time is not None:
-        times.append(view.confirmed_progress_time)
-    return max(times, default=None)
-
-
 # -- routes -----------------------------------------------------------------------------------
 
 
-class BridgeRoutes:
-    """The bridge's routes; `snapshot()` gives the current Snapshot (with its inventory)."""
+class BridgeContext(Protocol):
+    """What the bridge's handlers read from the daemon (web.WebContext has both)."""
 
-    def __init__(self, snapshot: Callable[[], Snapshot], link: Callable[[], BridgeLink], clock: Callable[[], float]) -> None:
-        self._snapshot = snapshot
-        self._link = link
-        self._clock = clock
+    snapshot: Callable[[], Snapshot]  # the current Snapshot, its inventory included
+    bridge: Callable[[], BridgeLink]  # the current link to TDM's launcher
 
-    def routes(self) -> dict[str, Route]:
-        return {
-            "/api/campaigns": get(self.campaigns),
-            "/api/channels": get(self.channels),
-            "/api/games": get(self.games),
-            "/api/miner/login": post(self.login),
-            "/api/miner/reload": post(self.reload),
-        }
 
-    def _view(self, capability: str) -> tuple[InventoryView | None, Response | None]:
-        view = self._snapshot().inventory
-        link = self._link()
-        if view is None or not view.known:
-            if link.expected:
-                return None, None  # TDM is starting: nothing to show yet
-            return None, _json(501, {"error": "unsupported", "message": NO_LAUNCHER})
-        if not view.capabilities.get(capability):
-            return None, _json(501, {"error": "unsupported", "message": f"this TDM offers no {capability} hook the bridge knows"})
-        return view, None
+def _view(ctx: BridgeContext, capability: str) -> tuple[InventoryView | None, Response | None]:
+    """The inventory, or the refusal when this capability cannot be had (None, None: not yet known)."""
+    view = ctx.snapshot().inventory
+    if view is None or not view.known:
+        if ctx.bridge().expected:
+            return None, None  # TDM is starting: nothing to show yet
+        return None, json_response(501, {"error": "unsupported", "message": NO_LAUNCHER})
+    if not view.capabilities.get(capability):
+        return None, json_response(501, {"error": "unsupported", "message": f"this TDM offers no {capability} hook the bridge knows"})
+    return view, None
 
-    def campaigns(self, request: Request) -> Response:
-        view, refusal = self._view("campaigns")
-        if refusal is not None:
-            return refusal
-        now = self._clock()
-        return _json(200, [campaign.to_api(now) for campaign in view.campaigns] if view is not None else [])
 
-    def channels(self, request: Request) -> Response:
-        view, refusal = self._view("channels")
-        if refusal is not None:
-            return refusal
-        if view is None:
-            return _json(200, [])
-        # The watched channel first, then TDM's order.
-        channels = sorted(view.channels, key=lambda channel: channel.id != view.watching)
-        return _json(200, [channel.to_api(channel.id == view.watching) for channel in channels])
+def campaigns(ctx: BridgeContext, request: Request) -> Response:
+    """GET /api/campaigns: every campaign of TDM's inventory with its drops."""
+    view, refusal = _view(ctx, "campaigns")
+    if refusal is not None:
+        return refusal
+    now = time.time()
+    return json_response(200, [campaign.to_api(now) for campaign in view.campaigns] if view is not None else [])
 
-    def games(self, request: Request) -> Response:
-        view, refusal = self._view("games")
-        if refusal is not None:
-            return refusal
-        return _json(200, list(view.games) if view is not None else [])
 
-    def login(self, request: Request) -> Response:
-        return self._press("login", request)
+def channels(ctx: BridgeContext, request: Request) -> Response:
+    """GET /api/channels: the channels TDM monitors, the watched one first."""
+    view, refusal = _view(ctx, "channels")
+    if refusal is not None:
+        return refusal
+    if view is None:
+        return json_response(200, [])
+    listed = sorted(view.channels, key=lambda channel: channel.id != view.watching)  # stable: TDM's order
+    return json_response(200, [channel.to_api(channel.id == view.watching) for channel in listed])
 
-    def reload(self, request: Request) -> Response:
-        return self._press("reload", request)
 
-    def _press(self, op: str, request: Request) -> Response:
-        refusal = json_refusal(request)
-        if refusal is not None:
-            return refusal
-        view, refusal = self._view(op)
-        if refusal is not None:
-            return refusal
-        try:
-            answer = self._link().request(op)
-        except BridgeUnavailable as error:
-            return _json(503, {"error": "unavailable", "message": str(error)})
-        if answer.get("ok"):
-            accepted: dict[str, Any] = {"accepted": op}
-            code = answer.get("code")
-            if isinstance(code, dict):  # the device code's user code, as the status will show it
-                accepted["login"] = {"user_code": code.get("user_code"), "activation_url": code.get("activation_url"),
-                                     "code_expires_at": code.get("expires_at")}
-            return _json(202, accepted)
-        status = {"unsupported": 501, "not_waiting": 409, "not_ready": 409, "timeout": 504}.get(answer.get("error"), 502)
-        return _json(status, {"error": answer.get("error"), "message": answer.get("message")})
+def games(ctx: BridgeContext, request: Request) -> Response:
+    """GET /api/games: the games TDM can mine (its priority and exclude choices)."""
+    view, refusal = _view(ctx, "games")
+    if refusal is not None:
+        return refusal
+    return json_response(200, list(view.games) if view is not None else [])
+
+
+def press_login(ctx: BridgeContext, request: Request) -> Response:
+    """POST /api/miner/login: TDM's Login button. 202 (with the code once TDM shows it), 409 when no
+    login waits, 501 unsupported."""
+    return _press(ctx, "login", request)
+
+
+def press_reload(ctx: BridgeContext, request: Request) -> Response:
+    """POST /api/miner/reload: TDM's Reload button (fetch the inventory again). 202, 501 unsupported."""
+    return _press(ctx, "reload", request)
+
+
+def _press(ctx: BridgeContext, op: str, request: Request) -> Response:
+    refusal = json_refusal(request)
+    if refusal is not None:
+        return refusal
+    view, refusal = _view(ctx, op)
+    if refusal is not None:
+        return refusal
+    try:
+        answer = ctx.bridge().request(op)
+    except BridgeUnavailable as error:
+        return json_response(503, {"error": "unavailable", "message": str(error)})
+    if answer.get("ok"):
+        accepted: dict[str, Any] = {"accepted": op}
+        code = answer.get("code")
+        if isinstance(code, dict):  # the device code's user code, as the status will show it
+            accepted["login"] = {"user_code": code.get("user_code"), "activation_url": code.get("activation_url"),
+                                 "code_expires_at": code.get("expires_at")}
+        return json_response(202, accepted)
+    status = {"unsupported": 501, "not_waiting": 409, "not_ready": 409, "timeout": 504}.get(answer.get("error"), 502)
+    return json_response(status, {"error": answer.get("error"), "message": answer.get("message")})
 
 
 def json_refusal(request: Request) -> Response | None:
@@ -190,16 +183,14 @@ def json_refusal(request: Request) -> Response | None:
     application/json (a cross-site form cannot send that without a preflight). None: accepted."""
     content_type = next((v for k, v in request.headers.items() if k.lower() == "content-type"), "")
     if request.body and content_type.split(";", 1)[0].strip().lower() != "application/json":
-        return _json(415, {"error": "unsupported_media_type", "message": "send a JSON body (Content-Type: application/json)"})
+        return json_response(415, {"error": "unsupported_media_type", "message": "send a JSON body (Content-Type: application/json)"})
     if request.body:
         try:
             body = json.loads(request.body)
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            return _json(400, {"error": "bad_request", "message": "the body must be a JSON object"})
+            return json_response(400, {"error": "bad_request", "message": "the body must be a JSON object"})
     return None
 
 
-def _json(status: int, data: Any) -> Response:
-    return Response(status, json.dumps(data).encode(), "application/json")

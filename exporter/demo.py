@@ -43,7 +43,7 @@ def demo_config(workdir: Path, scenario: str, speed: float, listen_address: str)
 
 
 def run_demo(scenario: str, listen_address: str, speed: float) -> int:
-    from .daemon import run
+    from .service import run
 
     workdir = Path(tempfile.mkdtemp(prefix="twitchminert-demo-"))
     try:

@@ -231,4 +231,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    # The supervisor's parent-death signal becomes ONE SIGTERM: TDM closes normally (see pdeathsig).
+    from exporter.pdeathsig import relay_parent_death
+
+    relay_parent_death()
     main()

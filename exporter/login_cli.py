@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Callable
 
-from .http import parse_listen_address
+from .config import parse_listen_address
 
 PASSWORD_VARIABLE = "TWITCHMINERT_WEB_PASSWORD"
 POLL_SECONDS = 1.0

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .events import Event, EventKind
+from .exit_cause import last_exception
 from .inventory import InventoryState, InventoryView
 
 Labels = tuple[tuple[str, str], ...]
@@ -118,6 +119,14 @@ class Snapshot:
     drops_per_hour: float
     inventory: InventoryView | None = None  # TDM's own picture, from the bridge's STATE records
 
+    def confirmed_progress_time(self) -> float | None:
+        """When Twitch last confirmed progress of the current drop, by the log or by the bridge.
+        TDM's own estimate never counts: a drop living on it has not progressed."""
+        times = [self.drop.last_progress_time] if self.drop is not None else []
+        if self.inventory is not None and self.inventory.confirmed_progress_time is not None:
+            times.append(self.inventory.confirmed_progress_time)
+        return max(times, default=None)
+
 
 @dataclass
 class MinerState:
@@ -188,7 +197,7 @@ class MinerState:
         if handler is not None:
             handler(self, event)
         if event.level == "ERROR" or kind in (EventKind.FATAL_ERROR, EventKind.TASK_CRASH):
-            self.last_error = (event.time, event.message.split("\n", 1)[0])
+            self.last_error = (event.time, _error_line(event.message))
 
     def set_stopped(self) -> None:
         """The supervisor saw TDM's process end: nothing it said before is true any more."""
@@ -398,6 +407,13 @@ class MinerState:
         self.last_record_time = data.get("last_record_time")
         self.last_error = tuple(data["last_error"]) if data.get("last_error") else None
         self.claim_times = list(data.get("claim_times", []))
+
+
+def _error_line(message: str) -> str:
+    """An error record in one line: its first line, and the exception its traceback ended with."""
+    first = message.split("\n", 1)[0]
+    cause = last_exception(message)
+    return f"{first.rstrip(':')}: {cause}" if cause else first
 
 
 def _local_midnight(now: float) -> float:

@@ -32,7 +32,9 @@ def miner_status(
     jar: JarInfo | None,
     cpu_percent: float | None,
     now: float,
+    token_expiry: float | None = None,
 ) -> dict[str, Any]:
+    """`token_expiry`: the best known expiry of TDM's token (the token check's answer, else the jar's)."""
     snap = effective(snapshot, supervisor)
     drop = snap.drop
     current = {"channel": snap.channel, "game": snap.game, "drop": None, "progress_minutes": None,
@@ -74,7 +76,7 @@ def miner_status(
         "websocket_connections": len(snap.websocket_shards),
         "last_error": _last_error(snap, supervisor),
         "display": supervisor.display if supervisor is not None else None,
-        "cookies": _cookies(jar),
+        "cookies": _cookies(jar, token_expiry),
         "version": __version__,
     }
 
@@ -107,7 +109,7 @@ def _last_error(snap: Snapshot, supervisor: SupervisorStatus | None) -> dict[str
     return {"time": time, "message": message}
 
 
-def _cookies(jar: JarInfo | None) -> dict[str, Any] | None:
+def _cookies(jar: JarInfo | None, token_expiry: float | None) -> dict[str, Any] | None:
     if jar is None:
         return None
     return {
@@ -115,5 +117,5 @@ def _cookies(jar: JarInfo | None) -> dict[str, Any] | None:
         "modified": jar.modified_time,
         "format": jar.format,
         "has_auth_token": jar.has_auth_token,
-        "token_expiry": jar.auth_token_expiry,
+        "token_expiry": token_expiry if token_expiry is not None else jar.auth_token_expiry,
     }

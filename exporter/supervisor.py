@@ -37,9 +37,9 @@ from typing import Any, Callable, Mapping
 import psutil
 from loguru import logger
 
-from .capture import OutputCapture
 from .bridge import SOCKET_NAME
-from .config import CAPTURED_OUTPUT, MinerConfig
+from .capture import CAPTURED_OUTPUT, OutputCapture
+from .config import MinerConfig
 from .exit_cause import last_exception, missing_module
 from .launcher import launcher_argv, runs_launcher
 from .lifecycle import (
@@ -52,7 +52,7 @@ from .lifecycle import (
     exit_meaning,
 )
 from .lockfile import lock_holder
-from .pdeathsig import die_with_parent
+from .pdeathsig import RELAY_SIGNAL, die_with_parent
 from .resources import ProcessTreeSampler, ResourceSample
 from .xvfb import Xvfb
 
@@ -183,8 +183,11 @@ class Supervisor:
         self._before_start = before_start
         self._record = record
         self._argv = miner_argv(settings, self.output_path, self.data_dir / SOCKET_NAME) if settings.mode == "run" else []
+        launched = runs_launcher(self._argv)
         # The bridge's control socket, when TDM runs through our launcher (else it takes no calls).
-        self.control_path = self.data_dir / SOCKET_NAME if runs_launcher(self._argv) else None
+        self.control_path = self.data_dir / SOCKET_NAME if launched else None
+        # Through the launcher, one SIGTERM however often the kernel sends it (see pdeathsig).
+        self._death_signal = die_with_parent(RELAY_SIGNAL if launched else signal.SIGTERM)
         self._lifecycle = Lifecycle(settings.backoff, random.Random(), settings.stop_timeout)
         self._lock = threading.RLock()  # the lifecycle and everything below
         self._wake = threading.Event()
@@ -340,7 +343,7 @@ class Supervisor:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # its own process group: we signal the whole tree
-                preexec_fn=die_with_parent(signal.SIGTERM),  # TDM closes normally if we die
+                preexec_fn=self._death_signal,  # TDM closes normally if we die
             )
         except Exception as error:
             logger.error("cannot start the miner: {}", error)

@@ -213,8 +213,9 @@ class RealTdm:
 
     scenario: the mock's MOCK_SCENARIO; session: "restored" (a cookies.jar with the mock's token) or
     "fresh" (TDM asks for a device-code login); proxy: "mock" or "407" (every request refused: a fatal
-    error); priority: settings.priority; miner: extra lines of the `miner:` section; settings: extra
-    lines of the `settings:` section; start: False to change the folder or config before `start()`.
+    error); priority: settings.priority; python: `miner.python` (default TDM's venv, as a source
+    install with its own venv has it; None: not set, the supervisor finds one); miner: extra lines of
+    the `miner:` section; settings: extra lines of the `settings:` section.
     """
 
     def __init__(
@@ -226,6 +227,7 @@ class RealTdm:
         session: str = "restored",
         proxy: str = "mock",
         priority: tuple[str, ...] = (MOCK_GAME,),
+        python: str | Path | None = "venv",
         miner: str = "",
         settings: str = "",
     ) -> None:
@@ -252,19 +254,23 @@ class RealTdm:
             proxy_url = server.proxy_url
         else:
             raise ValueError(f"proxy: mock or 407, got {proxy!r}")
-        self.write_config(proxy_url, priority, miner, settings)
+        self.proxy_url = proxy_url
+        self.python = runtime.python if python == "venv" else python
+        self.write_config(priority, miner, settings)
 
-    def write_config(self, proxy_url: str, priority: tuple[str, ...], miner: str = "", settings: str = "") -> None:
+    def write_config(self, priority: tuple[str, ...] = (MOCK_GAME,), miner: str = "", settings: str = "") -> None:
+        """The YAML config (again: a running daemon reloads it when it changes)."""
+        python = [f"  python: {json.dumps(str(self.python))}"] if self.python is not None else []
         lines = [
             "miner:",
             f"  dir: {json.dumps(str(self.tdm_dir))}",
-            f"  command: {json.dumps([str(self.runtime.python), 'main.py'])}",
+            *python,
             f"  env: {{SSL_CERT_FILE: {json.dumps(str(self.runtime.ca_file))}}}",
             "  stop_timeout: 10s",
             *(f"  {line}" for line in miner.strip().splitlines()),
             "settings:",
             f"  priority: {json.dumps(list(priority))}",
-            f"  proxy: {json.dumps(proxy_url)}",
+            f"  proxy: {json.dumps(self.proxy_url)}",
             *(f"  {line}" for line in settings.strip().splitlines()),
             "storage:",
             f"  path: {json.dumps(str(self.data_dir))}",
@@ -302,6 +308,11 @@ class RealTdm:
         """/api/events, oldest first (the API answers newest first)."""
         search = "&".join(f"{key}={value}" for key, value in query.items())
         return list(reversed(self.get_json("/api/events" + (f"?{search}" if search else ""))))
+
+    def supervisor_events(self, action: str | None = None) -> list[dict]:
+        """The supervisor's events (fields: action, pid, code, meaning, cause, reason, delay...), oldest first."""
+        found = [event["fields"] for event in self.events(kind="supervisor", limit="1000")]
+        return [fields for fields in found if action is None or fields.get("action") == f"miner_{action}"]
 
     def wait_status(self, condition: Callable[[dict], object], timeout: float = STATUS_TIMEOUT, what: str = "status") -> dict:
         """The first /api/miner/status answer for which `condition` holds (bounded by `timeout`)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from exporter.bridge import encode_record
 from exporter.bridge_metrics import inventory_metrics
-from exporter.bridge_web import confirmed_progress_time, current_mining_fields
+from exporter.bridge_web import current_mining_fields
 from exporter.events import Event, EventKind
 from exporter.state import MinerState
 
@@ -65,7 +65,23 @@ def test_with_the_bridge_the_later_confirmation_counts():
     state.inventory.apply(encode_record("current_drop", drop=drop), T0 + 30)
     state.inventory.apply(encode_record("current_drop", drop=drop | {"current_minutes": 13, "estimated_minutes": 2}), T0 + 90)
     snap = state.snapshot(T0 + 90)
-    assert confirmed_progress_time(snap) == T0 + 30  # the estimate at T0 + 90 is not progress
+    assert snap.confirmed_progress_time() == T0 + 30  # the estimate at T0 + 90 is not progress
     fields = current_mining_fields(snap, shown=True)
     assert fields == {"campaign_id": "c1", "campaign": "Season", "confirmed_minutes": 11, "estimated_minutes": 2}
     assert current_mining_fields(snap, shown=False)["confirmed_minutes"] is None
+
+
+def test_a_stall_restart_counts_only_confirmed_progress():
+    from exporter.housekeeping import stall_due
+    from exporter.lifecycle import State
+    from exporter.supervisor import SupervisorStatus
+
+    running = SupervisorStatus(State.RUNNING, "run", 1, False, T0 - 60, {}, {}, None, None, None, None, None)
+    state = MinerState()
+    progress(state, T0, 10, "websocket")
+    for minute in range(1, 40):  # TDM estimates, minute after minute, for 39 minutes
+        progress(state, T0 + 60 * minute, 10 + minute, "active_search")
+    snap = state.snapshot(T0 + 60 * 39)
+    assert snap.status == "mining"
+    assert stall_due(snap, running, T0 + 1801, 1800)  # 30 minutes since Twitch last confirmed
+    assert not stall_due(snap, running, T0 + 1799, 1800)
