@@ -220,7 +220,7 @@ class FakeTdm:
 
     def records(self) -> list[dict]:
         framer = Framer("captured")
-        found = framer.feed(self.output.read_bytes(), 0.0) + framer.flush()
+        found = framer.feed(self.output.read_bytes(), 0.0).records + framer.flush().records
         return [decode_record(r.message) for r in found if r.level == STATE_LEVEL]
 
     def kinds(self) -> list[str]:
@@ -229,7 +229,7 @@ class FakeTdm:
     def state(self) -> InventoryState:
         """What the daemon makes of the records."""
         framer, clock, state = Framer("captured"), LocalClock(zone("local")), InventoryState()
-        for record in framer.feed(self.output.read_bytes(), 0.0) + framer.flush():
+        for record in framer.feed(self.output.read_bytes(), 0.0).records + framer.flush().records:
             if record.level == STATE_LEVEL:
                 assert state.apply(record.message, clock.to_epoch(record.timestamp, record.msecs))
         return state
