@@ -27,6 +27,8 @@ DEFAULT_DATA_DIR = HOME / "data"
 DEFAULT_LOG_FILE = HOME / "logs" / "twitchminert.log"  # our own log, beside the data
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9797"
 MIN_STALL_SECONDS = 1800.0
+MINER_MODES = ("run", "attach")
+DISPLAY = re.compile(r":\d+(\.\d+)?")  # besides "auto" and "none"
 PRIORITY_MODES = ("priority_only", "ending_soonest", "low_availability_first")
 
 
@@ -39,17 +41,30 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class MinerConfig:
-    dir: Path | None = None
-    command: tuple[str, ...] = ()  # empty: TDM's main.py in `dir` with this Python
-    env: Mapping[str, str] = field(default_factory=dict)
+    """TDM and how to run it: the one miner settings type, which the supervisor takes as it is.
+    Its values are checked once, by the `miner` section's converters below."""
+
+    dir: Path | None = None  # TDM's folder: main.py / exe / AppImage, settings.json, lock.file, log.txt
+    python: Path | None = None  # TDM's interpreter for a source install; None: a venv in `dir`, else python3
+    command: tuple[str, ...] = ()  # empty: `<python> main.py` in `dir`
+    env: Mapping[str, str] = field(default_factory=dict)  # added to our environment
     mode: str = "run"  # or "attach": watch a TDM started by someone else
     display: str = "auto"  # "auto" (private Xvfb when there is no DISPLAY), ":N", or "none"
-    mirror_gui_output: str = "auto"  # "auto", "on", "off"
+    mirror_gui_output: str = "auto"  # main.py through the launcher: "auto"/"on" (source installs), "off"
     stop_timeout: float = 10.0
-    pid_file: Path | None = None
+    pid_file: Path | None = None  # attach mode: where to find the PID when lock.file says nothing
     restart_on_terminated: bool = True
     restart_on_stall: float | None = None  # seconds; None = off
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+
+    def __post_init__(self) -> None:
+        for name in ("dir", "python", "pid_file"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
+        object.__setattr__(self, "command", tuple(self.command))
+        object.__setattr__(self, "env", dict(self.env))
+        if self.python is not None and self.command:
+            raise ValueError("python and command: set one (python runs main.py; command runs anything else)")
 
 
 @dataclass(frozen=True)
@@ -265,7 +280,7 @@ _listen_address = _string_that(parse_listen_address)
 
 def _display(value: Any, path: Path_, ctx: Context) -> Any:
     text = _string(value, path, ctx)
-    if text is INVALID or text in ("auto", "none") or re.fullmatch(r":\d+(\.\d+)?", text):
+    if text is INVALID or text in ("auto", "none") or DISPLAY.fullmatch(text):
         return text
     return ctx.fail(path, f"expected auto, none or a display such as :99, got {text!r}")
 
@@ -407,9 +422,10 @@ SCHEMA: dict[str, Converter] = {
     "miner": _section(
         {
             "dir": _path,
+            "python": _path,
             "command": _list_of(_string),
             "env": _env,
-            "mode": _one_of("run", "attach"),
+            "mode": _one_of(*MINER_MODES),
             "display": _display,
             "mirror_gui_output": _switch,
             "stop_timeout": _duration,

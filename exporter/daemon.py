@@ -17,6 +17,9 @@ from typing import Any
 from loguru import logger
 from prometheus_client import CollectorRegistry
 
+from .bridge_link import BridgeLink
+from .bridge_metrics import BridgeCollector
+from .bridge_web import current_mining_fields, status_fields
 from .config import Config, ConfigError
 from .events import Event, EventKind, audit_event
 from .housekeeping import Housekeeping, terminated_while_up
@@ -30,7 +33,7 @@ from .settings_sync import SettingsSync
 from .state import MinerState, Snapshot
 from .status import ConfigState, effective, miner_status
 from .store import Store
-from .supervisor import Supervisor, SupervisorError, SupervisorSettings
+from .supervisor import Supervisor, SupervisorError
 from .tailer import watch_paths
 from .timestamps import LocalClock, zone
 from .watcher import Watcher
@@ -42,23 +45,6 @@ class StartupError(ConfigError):
     """A problem found before anything started (busy port, missing miner folder...): one line."""
 
 
-def supervisor_settings(config: Config) -> SupervisorSettings:
-    miner = config.miner
-    return SupervisorSettings(
-        dir=miner.dir,
-        command=miner.command,
-        env=miner.env,
-        display=miner.display,
-        mirror_gui_output=miner.mirror_gui_output,
-        stop_timeout=miner.stop_timeout,
-        mode=miner.mode,
-        pid_file=miner.pid_file,
-        restart_on_terminated=miner.restart_on_terminated,
-        restart_on_stall_seconds=miner.restart_on_stall,
-        policy=miner.backoff,
-    )
-
-
 class Daemon:
     def __init__(self, config: Config, listen_address: str | None = None, config_file: Path | None = None) -> None:
         self.config = config
@@ -67,6 +53,7 @@ class Daemon:
         self.config_state = ConfigState(last_success_time=time.time())
         self.reloads = {"success": 0, "failure": 0}
         self.supervisor: Supervisor | None = None
+        self.bridge_link = BridgeLink(None, expected=False)  # a supervised TDM's launcher replaces it
         self.settings_sync: SettingsSync | None = None
         self._reload_lock = threading.Lock()
         self._stopped = False
@@ -79,6 +66,8 @@ class Daemon:
             reload=self.reload,
             stopping=lambda: self._stopped,
             config_file=config_file,
+            snapshot=self.snapshot,
+            bridge=lambda: self.bridge_link,
         )
         patterns = build_patterns(config.logs.patterns)
         try:
@@ -104,6 +93,7 @@ class Daemon:
         registry.register(StateCollector(self.snapshot))
         registry.register(SupervisorCollector(self._supervisor_status))
         registry.register(ExporterCollector(self.health))
+        registry.register(BridgeCollector(lambda: self.bridge_link, self._running))
 
     # -- parts --------------------------------------------------------------------------------
 
@@ -118,10 +108,13 @@ class Daemon:
     def _build_supervisor(self) -> None:
         self.settings_sync = SettingsSync(self.config.miner.dir, self.config.settings, self._record_settings)
         self.supervisor = Supervisor(
-            supervisor_settings(self.config),
+            self.config.miner,
             self.config.data_dir,
             before_start=self.settings_sync.prepare if self.config.miner.mode == "run" else None,
+            record=lambda action, fields: self.record(action, dict(fields)),
         )
+        control = self.supervisor.control_path
+        self.bridge_link = BridgeLink(control, expected=control is not None)
 
     def _session_checker(self) -> SessionChecker | None:
         if not self.config.session.validate or self.config.miner.dir is None:
@@ -179,13 +172,20 @@ class Daemon:
     def _supervisor_status(self):
         return self.supervisor.status() if self.supervisor is not None else None
 
+    def _running(self) -> bool | None:
+        status = self._supervisor_status()
+        return status.up if status is not None else None
+
     def snapshot(self) -> Snapshot:
         return effective(self.pipeline.snapshot(), self._supervisor_status())
 
     def status(self, now: float) -> dict[str, Any]:
         seen, config = self.housekeeping.seen, self.config_state
         snapshot, supervisor = self.pipeline.snapshot(now), self._supervisor_status()
-        return miner_status(snapshot, supervisor, config, seen.jar, seen.cpu_percent, now, seen.token_expiry)
+        answer = miner_status(snapshot, supervisor, config, seen.jar, seen.cpu_percent, now, seen.token_expiry)
+        answer["current_mining"].update(current_mining_fields(snapshot, answer["current_mining"]["drop"] is not None))
+        answer.update(status_fields(snapshot, self.bridge_link, supervisor.up if supervisor is not None else None, now))
+        return answer
 
     def health(self) -> ExporterHealth:
         state, seen, sync = self.config_state, self.housekeeping.seen, self.settings_sync

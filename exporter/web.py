@@ -23,13 +23,15 @@ from prometheus_client.registry import Collector
 
 from loguru import logger
 
-from . import __version__
+from . import __version__, bridge_web
 from .config import parse_listen_address
 from .http import Request, Response, Route, Server, json_response, text
 from .metrics import exposition
 
 if TYPE_CHECKING:
+    from .bridge_link import BridgeLink
     from .config import Config
+    from .state import Snapshot
     from .store import Store
     from .supervisor import Supervisor
     from .webconfig import WebConfig
@@ -53,6 +55,8 @@ class WebContext:
     reload: Callable[[str], tuple[bool, str]]  # source ("http", "cli") -> (applied or unchanged, message)
     stopping: Callable[[], bool] = lambda: False
     config_file: Path | None = None  # the file reloads read; None: started without one
+    snapshot: Callable[[], "Snapshot"] | None = None  # the bridge's handlers: TDM's own picture
+    bridge: Callable[[], "BridgeLink"] | None = None  # the bridge's handlers: calls to TDM's launcher
 
 
 Handler = Callable[[WebContext, Request], Response]
@@ -146,6 +150,11 @@ ROUTES: dict[str, Endpoint] = {
     "/-/ready": Endpoint(GET, ready),
     "/-/reload": Endpoint(POST, reload),
     "/-/restart": Endpoint(POST, restart),
+    "/api/campaigns": Endpoint(GET, bridge_web.campaigns),
+    "/api/channels": Endpoint(GET, bridge_web.channels),
+    "/api/games": Endpoint(GET, bridge_web.games),
+    "/api/miner/login": Endpoint(POST, bridge_web.press_login),
+    "/api/miner/reload": Endpoint(POST, bridge_web.press_reload),
 }
 
 
