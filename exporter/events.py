@@ -74,6 +74,7 @@ class EventKind(str, enum.Enum):
     # ours
     CONFIG_CHANGE = "config_change"
     SUPERVISOR = "supervisor"
+    NOTIFICATION = "notification"  # a notification not delivered: event, channel (masked URL), error
     CUSTOM = "custom"  # a user pattern with its own event name: fields["name"]
     USER_METRIC = "user_metric"  # a user pattern counter/gauge update: metric, type, labels, value
 

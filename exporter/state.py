@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .events import Event, EventKind
 
@@ -300,9 +300,7 @@ class MinerState:
         del self.known_games[: max(0, len(self.known_games) - KNOWN_GAMES_LIMIT)]
 
     def _game_of_claim(self, text: str) -> str:
-        # "Claimed drop: <game> <rewards> (n/total)": the game is whichever known game prefixes it.
-        candidates = [g for g in self.known_games if text == g or text.startswith(g + " ")]
-        return max(candidates, key=len) if candidates else "unknown"
+        return game_of_claim(text, self.known_games)
 
     # -- outputs ---------------------------------------------------------------------------
 
@@ -377,6 +375,12 @@ class MinerState:
         self.last_record_time = data.get("last_record_time")
         self.last_error = tuple(data["last_error"]) if data.get("last_error") else None
         self.claim_times = list(data.get("claim_times", []))
+
+
+def game_of_claim(text: str, known_games: Sequence[str]) -> str:
+    """"Claimed drop: <game> <rewards> (n/total)": the game is whichever known game prefixes it."""
+    candidates = [g for g in known_games if text == g or text.startswith(g + " ")]
+    return max(candidates, key=len) if candidates else "unknown"
 
 
 def _local_midnight(now: float) -> float:
