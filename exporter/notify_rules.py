@@ -122,7 +122,7 @@ class NotifyRules:
             if name in conditions and name not in self.active:
                 self.active[name] = now
                 out.append(condition_notification(name, conditions[name], now))
-            elif name not in conditions and name in self.active and (running or name in ("crash_loop", "gave_up")):
+            elif name not in conditions and name in self.active and running:
                 since = self.active.pop(name)
                 out.append(recovered(name, since, now))
         code = bridge_code(login)
@@ -144,8 +144,8 @@ class NotifyRules:
             why = supervisor.failure or supervisor.last_exit_meaning or "unknown"
             found["crash_loop" if why.startswith("crash loop") else "gave_up"] = why
         up = supervisor is None or supervisor.up
-        if up:
-            self.down_since = None
+        if up or failed:
+            self.down_since = None  # given up on is crash_loop / gave_up, not also "down"
         elif self.down_since is None:
             self.down_since = now
         if not up and not failed and now - self.down_since >= self.settings.miner_down_after:

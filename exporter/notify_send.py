@@ -19,6 +19,7 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _URLS_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://\S+")
 _lock = threading.Lock()
 _apprise = None  # the module, once imported and quietened
+_captured = threading.local()
 
 
 def mask(url: str) -> str:
@@ -36,20 +37,36 @@ def check_url(url: str) -> None:
 
 
 def send(url: str, title: str, body: str) -> str | None:
-    """Send one message; None when it was delivered, else why not (with the URL's parts masked)."""
-    apprise = _module()
-    sender = apprise.Apprise(asset=_asset())  # a fresh one per message: Apprise throttles per instance
-    if not sender.add(url):
+    """Send one message, in this thread; None when it was delivered, else why not (URL parts masked).
+
+    The service's plugin is called directly: `Apprise.notify` would hand the call to a process-wide
+    thread pool that is never shut down. A fresh plugin per message: Apprise throttles per instance.
+    """
+    service = _module().Apprise.instantiate(url, asset=_asset())
+    if service is None:
         return f"not a valid Apprise URL: {mask(url)}"
+    _captured.lines = []
     try:
-        result = sender.notify(body=body, title=title)
+        delivered = service.notify(body=body, title=title)
     except Exception as error:  # a plugin bug must not end the delivery thread
         return scrub(f"{type(error).__name__}: {error}", url)
-    if result:
+    finally:
+        lines, _captured.lines = _captured.lines, None
+    if delivered:
         return None
-    logs = getattr(result, "logs", None)
-    lines = [entry.message for entry in logs()] if callable(logs) else []
     return scrub("; ".join(lines[-2:]) or "not delivered", url)
+
+
+class _Capture(logging.Handler):
+    """Apprise's warnings of the send running in this thread, for its error text."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        lines = getattr(_captured, "lines", None)
+        if lines is not None:
+            try:
+                lines.append(record.getMessage())
+            except Exception:  # a bad format string in a plugin's log call
+                pass
 
 
 def scrub(text: str, url: str) -> str:
@@ -80,10 +97,11 @@ def _module():
             import apprise
 
             # Apprise logs through `logging` and some lines name hosts or paths: keep them out of our
-            # stderr and log. What a failed send says comes back with its result, scrubbed.
+            # stderr and log. A failed send's warnings become its error text, scrubbed.
             quiet = logging.getLogger("apprise")
             quiet.propagate = False
-            quiet.addHandler(logging.NullHandler())
+            quiet.setLevel(logging.WARNING)
+            quiet.addHandler(_Capture(logging.WARNING))
             _apprise = apprise
         return _apprise
 
