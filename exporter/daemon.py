@@ -25,6 +25,8 @@ from .cookies import JarInfo, read_jar
 from .events import Event, EventKind
 from .http import Request, Response, Route, Server, get, metrics_route, parse_listen_address, post, text
 from .metrics import StateCollector, SupervisorCollector
+from . import notify
+from .notify_rules import NotifyRules, RuleSettings
 from .patterns import PatternSet, load_user_patterns
 from .pipeline import Follower, Pipeline, RecordHandler
 from .redaction import redact_all
@@ -89,12 +91,14 @@ class Daemon:
             self._build_supervisor()
         self.jar: JarInfo | None = None
         self.session_checker = self._session_checker()
+        self.notifier = self._notifier()
         self.token_expiry: float | None = None
         self.cpu_percent: float | None = None
         self._cpu_seen: tuple[float, float] | None = None
         self.registry.register(StateCollector(self.snapshot))
         self.registry.register(SupervisorCollector(self._supervisor_status))
         self.registry.register(_ExporterCollector(self))
+        self.registry.register(notify.NotifyCollector(lambda: self.notifier))
         self.server: Server | None = None
         self._stop = threading.Event()
         self._housekeeping = threading.Thread(target=self._housekeep, name="twitchminert-housekeeping")
@@ -105,7 +109,11 @@ class Daemon:
 
     def _pipeline(self, config: Config, patterns: PatternSet) -> Pipeline:
         state = MinerState(login_timeout=config.session.login_timeout)
-        handler = RecordHandler(patterns, LocalClock(zone(config.logs.timezone)), state, listeners=[self._react])
+        def tell_notifier(event: Event) -> None:
+            self.notifier.on_event(event, state.known_games, state.drop)
+
+        listeners = [self._react, tell_notifier]
+        handler = RecordHandler(patterns, LocalClock(zone(config.logs.timezone)), state, listeners=listeners)
         return Pipeline(config.log_sources(), handler, self.store, config.logs.start_at, config.logs.max_record_bytes)
 
     def _follower(self) -> Follower:
@@ -125,6 +133,17 @@ class Daemon:
         session = self.config.session
         return SessionChecker(self.config.miner.dir / "cookies.jar", session.validate_url, session.validate_interval)
 
+    def _notifier(self) -> notify.Notifier:
+        settings = RuleSettings(
+            stalled_after=self.config.miner.restart_on_stall or RuleSettings.stalled_after,
+            priority=tuple(self.config.settings.get("priority", ())),
+        )
+        return notify.Notifier(self.config.notify, NotifyRules(settings), self.store, self._observe)
+
+    def _observe(self) -> notify.Observation:
+        # login and campaigns come with the bridge (issue 12): its status `login`, its campaign list.
+        return notify.Observation(self.pipeline.snapshot(), self._supervisor_status())
+
     def routes(self) -> dict[str, Route]:
         return {
             "/": get(self._landing),
@@ -135,6 +154,7 @@ class Daemon:
             "/-/ready": get(self._ready),
             "/-/reload": post(self._reload_answer),
             "/-/restart": post(self._restart),
+            **notify.routes(lambda: self.notifier),
         }
 
     # -- start and stop -----------------------------------------------------------------------
@@ -142,6 +162,7 @@ class Daemon:
     def start(self) -> None:
         if self.supervisor is not None:
             self.supervisor.start()  # first: it creates the captured-output file the pipeline follows
+        self.notifier.start()  # before the follower: it is told of the events
         self.follower.start()
         self._housekeeping.start()
         self._start_server()
@@ -166,6 +187,7 @@ class Daemon:
         if self.supervisor is not None:
             self.supervisor.stop()
         self.follower.stop()
+        self.notifier.stop()
         self.pipeline.close()
         self.store.close()
 
@@ -323,6 +345,10 @@ class Daemon:
                 self.supervisor.restart("config")  # stop, write settings.json while TDM is down, start
         if "session" in sections:
             self.session_checker = self._session_checker()
+        if {"notify", "settings", "miner", "storage"} & sections:  # channels, priority games, stall time, store
+            self.notifier.stop()
+            self.notifier = self._notifier()
+            self.notifier.start()
         if "web" in sections and self.server is not None:
             self.web = web
             self.listen_address = new.web.listen_address
@@ -386,7 +412,7 @@ class Daemon:
 def config_diff(old: Config, new: Config) -> dict[str, list[Any]]:
     """Per-key changes as `{"section.key": [old, new]}`, plain JSON-able values."""
     changes: dict[str, list[Any]] = {}
-    for section in ("miner", "settings", "logs", "storage", "web", "session"):
+    for section in ("miner", "settings", "logs", "storage", "web", "session", "notify"):
         before, after = _plain(getattr(old, section)), _plain(getattr(new, section))
         for key in sorted(set(before) | set(after)):
             if before.get(key) != after.get(key):
@@ -397,6 +423,8 @@ def config_diff(old: Config, new: Config) -> dict[str, list[Any]]:
 def _plain(value: Any) -> dict[str, Any]:
     import dataclasses
 
+    if isinstance(value, tuple):  # notify: channels, their URLs masked (the changes are stored and shown)
+        return {str(index): channel.masked() for index, channel in enumerate(value)}
     raw = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else dict(value)
     return json.loads(json.dumps(raw, default=str))
 

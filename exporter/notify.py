@@ -95,6 +95,7 @@ class Deliverer:
         self._queue: queue.Queue[Notification] = queue.Queue(capacity)
         self._retries: list[tuple[float, int, int, Notification]] = []  # (due, seq, attempt, n): this thread's only
         self._retry_count = 0  # len(self._retries), readable from other threads
+        self._sending = 0  # 1 while a send is under way
         self._seq = itertools.count()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"twitchminert-notify-{target.channel}")
@@ -108,7 +109,8 @@ class Deliverer:
             return False
 
     def pending(self) -> int:
-        return self._queue.qsize() + self._retry_count
+        """Queued, waiting for a retry, or being sent."""
+        return self._queue.qsize() + self._retry_count + self._sending
 
     def start(self) -> None:
         self._thread.start()
@@ -138,10 +140,13 @@ class Deliverer:
             self._attempt(notification, 0)
 
     def _attempt(self, notification: Notification, attempt: int) -> None:
+        self._sending = 1
         try:
             error = self._send(self.target.url, notification.title, notification.body)
         except Exception as exc:  # notify_send catches Apprise's; this is a last guard for the thread
             error = notify_send.scrub(f"{type(exc).__name__}: {exc}", self.target.url)
+        finally:
+            self._sending = 0
         if error is None:
             self._on_result(notification, self.target, "sent", None)
         elif attempt < len(self._retry_delays):
