@@ -412,19 +412,22 @@ class Daemon:
 def config_diff(old: Config, new: Config) -> dict[str, list[Any]]:
     """Per-key changes as `{"section.key": [old, new]}`, plain JSON-able values."""
     changes: dict[str, list[Any]] = {}
-    for section in ("miner", "settings", "logs", "storage", "web", "session", "notify"):
+    for section in ("miner", "settings", "logs", "storage", "web", "session"):
         before, after = _plain(getattr(old, section)), _plain(getattr(new, section))
         for key in sorted(set(before) | set(after)):
             if before.get(key) != after.get(key):
                 changes[f"{section}.{key}"] = [before.get(key), after.get(key)]
+    # Channels are compared as configured but recorded masked: a changed token shows as a changed channel.
+    for index in range(max(len(old.notify), len(new.notify))):
+        before, after = (old.notify[index:index + 1], new.notify[index:index + 1])
+        if before != after:
+            changes[f"notify.{index}"] = [c[0].masked() if c else None for c in (before, after)]
     return changes
 
 
 def _plain(value: Any) -> dict[str, Any]:
     import dataclasses
 
-    if isinstance(value, tuple):  # notify: channels, their URLs masked (the changes are stored and shown)
-        return {str(index): channel.masked() for index, channel in enumerate(value)}
     raw = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else dict(value)
     return json.loads(json.dumps(raw, default=str))
 

@@ -13,6 +13,7 @@ from conftest import (
     DaemonProcess,
     demo_args,
     http_get,
+    http_post,
     pause,
     processes_mentioning,
     run_args,
@@ -24,6 +25,7 @@ from conftest import (
 )
 from receiver import Receiver
 
+from exporter.capture import format_record
 from exporter.demo import SIMULATOR_MAIN
 
 TOKEN = "s3cr3t-token"
@@ -158,3 +160,44 @@ def test_login_required_once_across_a_restart_then_the_code_once(tmp_path: Path)
         assert len(receiver.of("Twitchminert: login required")) == 1
         assert len(receiver.of("Twitchminert: recovered")) == 1
         assert not any(psutil.pid_exists(p.pid) and p.is_running() for p in processes_mentioning(str(tmp_path)))
+
+
+def test_a_reload_switches_channels_and_its_audit_trail_masks_the_urls(tmp_path: Path) -> None:
+    log = tmp_path / "miner_output.log"
+    log.write_bytes(b"")
+
+    def config_text(receiver: Receiver) -> str:
+        return (
+            f"logs:\n  files: [{json.dumps(str(log))}]\n"
+            f"storage:\n  path: {json.dumps(str(tmp_path / 'data'))}\n"
+            + notify_lines(([receiver.url()], ["drop_claimed"]))
+        )
+
+    def claim(reward: str) -> None:
+        progress = format_record("GUI", "Watching: somechannel", time.time())
+        line = format_record("GUI", f"Claimed drop: {reward} (1/3)", time.time())
+        with log.open("ab") as out:
+            out.write(progress + line)
+
+    with Receiver() as first, Receiver() as second:
+        config = tmp_path / "tm.yaml"
+        config.write_text(config_text(first))
+        daemon = DaemonProcess(run_args(config))
+        try:
+            daemon.wait_listening()
+            claim("Reward One")
+            wait_until(lambda: first.messages, 20, what="the first channel's message")
+            config.write_text(config_text(second))
+            assert http_post(daemon.url + "/-/reload")[0] == 200
+            claim("Reward Two")
+            wait_until(lambda: second.messages, 20, what="the second channel's message")
+            code, body = http_get(daemon.url + "/api/events?kind=config_change")
+        finally:
+            stop_all([daemon], tmp_path)
+        assert [m["message"] for m in first.messages] == ["unknown: Reward One, drop 1/3 of the campaign"]
+        assert [m["message"] for m in second.messages] == ["unknown: Reward Two, drop 1/3 of the campaign"]
+        assert code == 200 and TOKEN not in body and str(second.port) not in body
+        [change] = [e["fields"]["changes"] for e in json.loads(body) if e["fields"].get("source") in ("file", "http")]
+        masked = {"urls": ["json://****"], "events": ["drop_claimed"], "min_interval": 300.0}
+        assert change == {"notify.0": [masked, masked]}  # the token changed, it is not shown
+        assert TOKEN not in daemon.output()
