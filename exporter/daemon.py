@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from . import __version__
 from .config import Config, ConfigError, load_config
 from .cookies import JarInfo, read_jar
-from .events import Event, EventKind
+from .events import Event, EventKind, stops_mining
 from .http import Request, Response, Route, Server, get, metrics_route, parse_listen_address, post, text
 from .metrics import StateCollector, SupervisorCollector
 from . import notify
@@ -45,8 +45,6 @@ LANDING_PAGE = Path(__file__).with_name("landing.html")
 HOUSEKEEPING_SECONDS = 1.0
 COOKIES_EVERY = 10.0
 PRUNE_EVERY = 600.0
-# Events after which TDM stops mining but stays alive ("Application Terminated").
-TERMINATING = frozenset({EventKind.FATAL_ERROR, EventKind.APPLICATION_TERMINATED})
 
 
 def build_patterns(files: tuple[Path, ...]) -> PatternSet:
@@ -198,10 +196,7 @@ class Daemon:
         supervisor = self.supervisor
         if supervisor is None or self.config.miner.mode != "run":
             return
-        terminated = event.kind in TERMINATING or (
-            event.kind is EventKind.TASK_CRASH and event.fields.get("critical")
-        )
-        if not terminated:
+        if not stops_mining(event):
             return
         status = supervisor.status()
         # log.txt is appended across runs: only what the running process said counts.

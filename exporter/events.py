@@ -98,3 +98,12 @@ class Event:
             "message": self.message,
             "fields": dict(self.fields),
         }
+
+
+# After these TDM stops mining but its process stays alive ("Application Terminated").
+_TERMINATING = frozenset({EventKind.FATAL_ERROR, EventKind.APPLICATION_TERMINATED})
+
+
+def stops_mining(event: Event) -> bool:
+    """A fatal error, "Application Terminated", or a crash of a task TDM cannot mine without."""
+    return event.kind in _TERMINATING or (event.kind is EventKind.TASK_CRASH and bool(event.fields.get("critical")))

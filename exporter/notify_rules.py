@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from .events import Event, EventKind
+from .events import Event, EventKind, stops_mining
 from .lifecycle import State
 from .state import Drop, Snapshot, game_of_claim
 
@@ -83,6 +83,7 @@ class NotifyRules:
         self.last_code: str | None = None
         self.known_campaigns: set[str] | None = None  # None: no campaign list seen yet (the first is a baseline)
         self.ending_sent: set[str] = set()
+        self.stall_restarts: int | None = None  # the supervisor's count at the last tick (None: not seen yet)
 
     # -- things that happen once ---------------------------------------------------------------
 
@@ -96,7 +97,16 @@ class NotifyRules:
         if event.kind is EventKind.LOGIN_DEVICE_CODE and event.fields.get("user_code"):
             code = LoginCode(str(event.fields["user_code"]), expires_at=event.time + DEVICE_CODE_LIFETIME)
             return self._code(code, event.time)
+        if stops_mining(event):
+            # From the event itself: the supervisor may restart TDM before a tick sees it terminated.
+            return self._begin("miner_terminated", f"TDM stopped mining: {cause_of(event)}", now)
         return []
+
+    def _begin(self, name: str, cause: str, now: float) -> list[Notification]:
+        if name in self.active:
+            return []
+        self.active[name] = now
+        return [condition_notification(name, cause, now)]
 
     def _code(self, code: LoginCode, now: float) -> list[Notification]:
         if code.user_code == self.last_code:
@@ -119,10 +129,9 @@ class NotifyRules:
         conditions = self.conditions(now, snapshot, supervisor, login)
         running = supervisor is None or supervisor.up
         for name in CONDITIONS:
-            if name in conditions and name not in self.active:
-                self.active[name] = now
-                out.append(condition_notification(name, conditions[name], now))
-            elif name not in conditions and name in self.active and running:
+            if name in conditions:
+                out += self._begin(name, conditions[name], now)
+            elif name in self.active and running and not self._still_stalled(name, snapshot):
                 since = self.active.pop(name)
                 out.append(recovered(name, since, now))
         code = bridge_code(login)
@@ -134,11 +143,20 @@ class NotifyRules:
             out += self._campaigns(now, campaigns)
         return out
 
+    def _still_stalled(self, name: str, snap: Snapshot) -> bool:
+        """A stall is over once the drop moves again (or TDM does something else): a restart alone is not enough."""
+        drop = snap.drop
+        return name == "stalled" and snap.status == "mining" and drop is not None and drop.last_progress_time <= self.active[name]
+
     def conditions(
         self, now: float, snap: Snapshot, supervisor: SupervisorStatus | None, login: Mapping[str, Any] | None
     ) -> dict[str, str]:
         """The bad states that hold now, each with its cause in words."""
         found: dict[str, str] = {}
+        restarts = supervisor.restarts.get("stall", 0) if supervisor is not None else 0
+        if self.stall_restarts is not None and restarts > self.stall_restarts:
+            found["stalled"] = "drop progress stopped: TDM was restarted (miner.restart_on_stall)"
+        self.stall_restarts = restarts
         failed = supervisor is not None and supervisor.state is State.FAILED
         if failed:
             why = supervisor.failure or supervisor.last_exit_meaning or "unknown"
@@ -257,6 +275,14 @@ def timestamp(value: Any) -> float | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=datetime.timezone.utc)
     return parsed.timestamp()
+
+
+def cause_of(event: Event) -> str:
+    """The first line of the record, and the exception of a traceback (its last line)."""
+    lines = [line.strip() for line in event.message.splitlines() if line.strip()]
+    if not lines:
+        return event.kind.value
+    return lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
 
 
 def unclaimed(campaign: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -166,3 +166,33 @@ def test_state_survives_a_restart_so_nothing_is_sent_again() -> None:
     again.restore(rules.to_json())
     assert again.tick(T0 + 5, state.snapshot(T0 + 5), sup()) == []
     assert again.tick(T0 + 5, state.snapshot(T0 + 5), sup(), campaigns=[{"id": "a", "game": "G", "status": "active"}]) == []
+
+
+def test_terminated_is_told_by_the_event_even_when_the_restart_comes_before_a_tick() -> None:
+    crash = Event(EventKind.FATAL_ERROR, T0, "GUI", "out.log",
+                  "Fatal error encountered:\nTraceback (most recent call last):\n  ...\nKeyError: 'game'", {})
+    rules = NotifyRules()
+    [note] = rules.on_event(crash, T0 + 1)
+    assert note.event == "miner_terminated"
+    assert note.body == "TDM stopped mining: Fatal error encountered: KeyError: 'game'"
+    state = miner(ev(EventKind.FATAL_ERROR, T0, "GUI"))
+    assert rules.tick(T0 + 2, state.snapshot(T0 + 2), sup(State.STOPPING)) == []  # restarting it
+    assert rules.tick(T0 + 3, state.snapshot(T0 + 3), sup(start_time=T0 + 3)) == []  # up, nothing said yet
+    state.apply(ev(EventKind.LOGIN_CHECKING, T0 + 4))
+    assert events_of(rules.tick(T0 + 5, state.snapshot(T0 + 5), sup(start_time=T0 + 3))) == ["recovered"]
+
+
+def test_a_stall_restart_is_a_stall_until_the_drop_moves_again() -> None:
+    def restarted(n: int, state=State.RUNNING):
+        status = sup(state, start_time=T0 + 100)
+        return SupervisorStatus(**{**status.__dict__, "restarts": {"stall": n}}) if n else status
+
+    state = miner(ev(EventKind.DROP_PROGRESS, T0, drop="D", game="G", current=3, required=60))
+    rules = NotifyRules()
+    assert rules.tick(T0 + 10, state.snapshot(T0 + 10), restarted(0)) == []
+    [note] = rules.tick(T0 + 20, state.snapshot(T0 + 20), restarted(1, State.STOPPING))
+    assert note.event == "stalled" and "restart_on_stall" in note.body
+    state.apply(ev(EventKind.DROP_PROGRESS, T0 + 30, drop="D", game="G", current=3, required=60))  # same minute
+    assert rules.tick(T0 + 40, state.snapshot(T0 + 40), restarted(1)) == []
+    state.apply(ev(EventKind.DROP_PROGRESS, T0 + 90, drop="D", game="G", current=4, required=60))
+    assert events_of(rules.tick(T0 + 95, state.snapshot(T0 + 95), restarted(1))) == ["recovered"]
