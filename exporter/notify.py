@@ -257,7 +257,7 @@ class Notifier:
 
     def _held_back(self, notification: Notification, target: Target) -> bool:
         """A repeating event within the channel's min_interval of the last one is held back."""
-        group = (target.url, notification.key.rsplit(":", 1)[0] if notification.event == "recovered" else notification.event)
+        group = (target.url, notification.flap_group)
         now = notification.time
         with self._lock:
             last = self._last_sent.get(group)
@@ -317,6 +317,11 @@ class Notifier:
             results.append({"channel": target.channel, "ok": error is None, "error": error})
         return results
 
+    def counted(self) -> dict[tuple[str, str], int]:
+        """Outcomes so far by (event, result)."""
+        with self._lock:
+            return dict(self.counts)
+
     def queue_length(self) -> int:
         return sum(deliverer.pending() for deliverer in self._deliverers)
 
@@ -349,9 +354,7 @@ class NotifyCollector:
         )
         length = GaugeMetricFamily("tdm_notification_queue_length", "Notifications waiting to be sent or retried.")
         if notifier is not None:
-            with notifier._lock:
-                counts = dict(notifier.counts)
-            for (event, result), count in sorted(counts.items()):
+            for (event, result), count in sorted(notifier.counted().items()):
                 total.add_metric([event, result], count)
             length.add_metric([], notifier.queue_length())
         else:

@@ -64,6 +64,11 @@ class Notification:
     body: str
     time: float
     repeating: bool = True  # a state that can flap: at most once per channel's min_interval
+    group: str = ""  # what min_interval counts per channel; default: the event
+
+    @property
+    def flap_group(self) -> str:
+        return self.group or self.event
 
 
 @dataclass(frozen=True)
@@ -331,6 +336,7 @@ def recovered(name: str, since: float, now: float) -> Notification:
         f"{TITLE}: recovered",
         f"{name.replace('_', ' ')} is over after {_duration(now - since)}",
         now,
+        group=f"recovered:{name}",  # one state's recovery does not hold back another's
     )
 
 

@@ -25,8 +25,8 @@ from helpers import request
 TOKEN = "s3cr3t-token"
 
 
-def note(event: str = "drop_claimed", key: str = "k1", repeating: bool = False, t: float | None = None) -> Notification:
-    return Notification(event, key, f"Twitchminert: {event}", f"body of {key}", t or time.time(), repeating)
+def note(event: str = "drop_claimed", key: str = "k1", repeating: bool = False, t: float | None = None, group: str = "") -> Notification:
+    return Notification(event, key, f"Twitchminert: {event}", f"body of {key}", t or time.time(), repeating, group)
 
 
 @pytest.fixture
@@ -126,10 +126,10 @@ def test_a_repeating_event_is_sent_once_per_min_interval(store) -> None:
         now = time.time()
         try:
             notifier.dispatch([note("crash_loop", "crash_loop:1", repeating=True, t=now)])
-            notifier.dispatch([note("recovered", "recovered:crash_loop:1", repeating=True, t=now + 10)])
+            notifier.dispatch([note("recovered", "recovered:crash_loop:1", repeating=True, t=now + 10, group="recovered:crash_loop")])
             notifier.dispatch([note("crash_loop", "crash_loop:2", repeating=True, t=now + 20)])  # flapping
-            notifier.dispatch([note("recovered", "recovered:crash_loop:2", repeating=True, t=now + 30)])
-            notifier.dispatch([note("recovered", "recovered:stalled:1", repeating=True, t=now + 40)])  # another state
+            notifier.dispatch([note("recovered", "recovered:crash_loop:2", repeating=True, t=now + 30, group="recovered:crash_loop")])
+            notifier.dispatch([note("recovered", "recovered:stalled:1", repeating=True, t=now + 40, group="recovered:stalled")])  # another state
             notifier.dispatch([note("crash_loop", "crash_loop:3", repeating=True, t=now + 700)])
             wait_until(lambda: len(receiver.messages) == 4, what="four messages")
             wait_until(lambda: len(notifier.recent()) == 6)
