@@ -45,7 +45,7 @@ def demo_config(workdir: Path, scenario: str, speed: float, listen_address: str)
 
 def run_demo(scenario: str, listen_address: str, speed: float, notify: tuple[NotifyChannel, ...] = ()) -> int:
     """`notify`: channels from the user's config (`demo --config.file`), to try notifications on the simulator."""
-    from .daemon import run
+    from .service import run
 
     workdir = Path(tempfile.mkdtemp(prefix="twitchminert-demo-"))
     try:

@@ -27,7 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import notify_send
 from .events import Event, EventKind
-from .http import Request, Response, Route, get, post
+from .http import Request, Response, json_response
 from .notify_rules import Notification, NotifyRules
 from .state import Drop, Snapshot
 
@@ -363,29 +363,23 @@ class NotifyCollector:
         yield length
 
 
-def _json(status: int, data: Any) -> Response:
-    return Response(status, json.dumps(data).encode(), "application/json")
+def notifications(ctx, request: Request) -> Response:
+    """GET /api/notifications: the channels (URLs masked) and the latest outcomes. `ctx` is web.WebContext."""
+    notifier = ctx.notifier()
+    if notifier is None:
+        return json_response(200, {"channels": [], "recent": []})
+    return json_response(200, {"channels": notifier.channels_view(), "recent": notifier.recent()})
 
 
-def routes(current: Callable[[], Notifier | None]) -> dict[str, Route]:
-    """GET /api/notifications and POST /api/notify/test; `current()` is the notifier now (reloads replace it)."""
-
-    def notifications(request: Request) -> Response:
-        notifier = current()
-        if notifier is None:
-            return _json(200, {"channels": [], "recent": []})
-        return _json(200, {"channels": notifier.channels_view(), "recent": notifier.recent()})
-
-    def test(request: Request) -> Response:
-        problem = json_body_problem(request)
-        if problem is not None:
-            return problem
-        notifier = current()
-        if notifier is None or not notifier.channels:
-            return _json(409, {"error": "no notification URLs configured (the notify: section of the config)"})
-        return _json(200, {"results": notifier.test()})
-
-    return {"/api/notifications": get(notifications), "/api/notify/test": post(test)}
+def notify_test(ctx, request: Request) -> Response:
+    """POST /api/notify/test: a test message to every URL, and each result."""
+    problem = json_body_problem(request)
+    if problem is not None:
+        return problem
+    notifier = ctx.notifier()
+    if notifier is None or not notifier.channels:
+        return json_response(409, {"error": "no notification URLs configured (the notify: section of the config)"})
+    return json_response(200, {"results": notifier.test()})
 
 
 def json_body_problem(request: Request) -> Response | None:
@@ -394,12 +388,12 @@ def json_body_problem(request: Request) -> Response | None:
         return None
     content_type = request.headers.get("Content-Type") or request.headers.get("content-type") or ""
     if content_type.split(";", 1)[0].strip().lower() != "application/json":
-        return _json(415, {"error": "send JSON (Content-Type: application/json)"})
+        return json_response(415, {"error": "send JSON (Content-Type: application/json)"})
     try:
         body = json.loads(request.body)
     except ValueError:
-        return _json(400, {"error": "the body is not valid JSON"})
+        return json_response(400, {"error": "the body is not valid JSON"})
     if not isinstance(body, dict):
-        return _json(400, {"error": "expected a JSON object"})
+        return json_response(400, {"error": "expected a JSON object"})
     return None
 

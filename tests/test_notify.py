@@ -15,9 +15,10 @@ from conftest import REPO, wait_until
 from prometheus_client import CollectorRegistry
 from receiver import Receiver
 
-from exporter.config import ConfigError, NotifyChannel, parse_config
+from exporter.config import Config, ConfigError, NotifyChannel, parse_config
 from exporter.http import Server
-from exporter.notify import Notifier, NotifyCollector, routes
+from exporter.notify import Notifier, NotifyCollector
+from exporter.web import WebContext, routes
 from exporter.notify_rules import Notification, NotifyRules
 from exporter.store import Store
 from helpers import request
@@ -39,6 +40,13 @@ def started(*channels: NotifyChannel, store=None, **kwargs) -> Notifier:
     notifier = Notifier(channels, NotifyRules(), store, **kwargs)
     notifier.start()
     return notifier
+
+
+def web_routes(store, notifier):
+    """The daemon's route table, with only what these routes read."""
+    ctx = WebContext(CollectorRegistry(), lambda now: {}, lambda: store, Config, lambda: None, lambda source: (True, ""),
+                     notifier=lambda: notifier)
+    return routes(ctx)
 
 
 def value(registry: CollectorRegistry, name: str, **labels) -> float | None:
@@ -169,7 +177,7 @@ def test_the_test_message_reports_each_url(store) -> None:
 def test_routes_answer_json_and_refuse_cross_site_and_non_json(store) -> None:
     with Receiver() as receiver:
         notifier = Notifier((NotifyChannel((receiver.url(),), events=("drop_claimed",), min_interval=60.0),), NotifyRules(), store)
-        server = Server("127.0.0.1", 0, routes(lambda: notifier)).start()
+        server = Server("127.0.0.1", 0, web_routes(store, notifier)).start()
         port = server.port
         try:
             status, _, body = request(port, "/api/notify/test", {"Content-Type": "application/json"}, "POST", body=b"{}")
@@ -190,7 +198,7 @@ def test_routes_answer_json_and_refuse_cross_site_and_non_json(store) -> None:
             assert len(receiver.messages) == 1
         finally:
             server.stop()
-    empty = Server("127.0.0.1", 0, routes(lambda: None)).start()
+    empty = Server("127.0.0.1", 0, web_routes(store, None)).start()
     try:
         status, _, body = request(empty.port, "/api/notify/test", {}, "POST", body=b"")
         assert status == 409 and "notify" in json.loads(body)["error"]
