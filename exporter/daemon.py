@@ -25,6 +25,8 @@ from .events import Event, EventKind, audit_event
 from .housekeeping import Housekeeping, terminated_while_up
 from .http import Server
 from .metrics import ExporterCollector, ExporterHealth, StateCollector, SupervisorCollector
+from .notify import Notifier, NotifyCollector, Observation
+from .notify_rules import NotifyRules, RuleSettings
 from .patterns import PatternSet
 from .pipeline import Follower, Pipeline, RecordHandler
 from .reloading import Candidate, build_patterns, config_changes, load_candidate, load_web, refusal
@@ -68,6 +70,7 @@ class Daemon:
             config_file=config_file,
             snapshot=self.snapshot,
             bridge=lambda: self.bridge_link,
+            notifier=lambda: self.notifier,
         )
         patterns = build_patterns(config.logs.patterns)
         try:
@@ -89,17 +92,23 @@ class Daemon:
         self.pipeline = self._pipeline(config, patterns)
         self.follower = self._follower()
         self.session_checker = self._session_checker()
+        self.notifier = self._notifier()
         self.housekeeping = Housekeeping(self)
         registry.register(StateCollector(self.snapshot))
         registry.register(SupervisorCollector(self._supervisor_status))
         registry.register(ExporterCollector(self.health))
         registry.register(BridgeCollector(lambda: self.bridge_link, self._running))
+        registry.register(NotifyCollector(lambda: self.notifier))
 
     # -- parts --------------------------------------------------------------------------------
 
     def _pipeline(self, config: Config, patterns: PatternSet) -> Pipeline:
         state = MinerState(login_timeout=config.session.login_timeout)
-        handler = RecordHandler(patterns, LocalClock(zone(config.logs.timezone)), state, listeners=[self._react])
+        def tell_notifier(event: Event) -> None:
+            self.notifier.on_event(event, state.known_games, state.drop)
+
+        listeners = [self._react, tell_notifier]
+        handler = RecordHandler(patterns, LocalClock(zone(config.logs.timezone)), state, listeners=listeners)
         return Pipeline(config.log_sources(), handler, self.store, config.logs.start_at, config.logs.max_record_bytes)
 
     def _follower(self) -> Follower:
@@ -122,11 +131,23 @@ class Daemon:
         session = self.config.session
         return SessionChecker(self.config.miner.dir / "cookies.jar", session.validate_url, session.validate_interval)
 
+    def _notifier(self) -> Notifier:
+        settings = RuleSettings(
+            stalled_after=self.config.miner.restart_on_stall or RuleSettings.stalled_after,
+            priority=tuple(self.config.settings.get("priority", ())),
+        )
+        return Notifier(self.config.notify, NotifyRules(settings), self.store, self._observe)
+
+    def _observe(self) -> Observation:
+        # login and campaigns come with the bridge (issue 12): its status `login`, its campaign list.
+        return Observation(self.pipeline.snapshot(), self._supervisor_status())
+
     # -- start and stop -----------------------------------------------------------------------
 
     def start(self) -> None:
         if self.supervisor is not None:
             self.supervisor.start()  # first: it creates the captured-output file the pipeline follows
+        self.notifier.start()  # before the follower: it is told of the events
         self.follower.start()
         self.housekeeping.start()
         self.listener.start()
@@ -146,6 +167,7 @@ class Daemon:
         if self.supervisor is not None:
             self.supervisor.stop()
         self.follower.stop()
+        self.notifier.stop()
         self.pipeline.close()
         self.store.close()
 
@@ -267,6 +289,10 @@ class Daemon:
                 self.supervisor.restart("config")  # stop, write settings.json while TDM is down, start
         if "session" in sections:
             self.session_checker = self._session_checker()
+        if {"notify", "settings", "miner", "storage"} & sections:  # channels, priority games, stall time, store
+            self.notifier.stop()
+            self.notifier = self._notifier()
+            self.notifier.start()
         if server is not None:
             self.web = candidate.web
             if "web.listen_address" in changes:

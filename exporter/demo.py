@@ -10,9 +10,10 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
-from .config import Config, MinerConfig, StorageConfig, WebConfig
+from .config import Config, MinerConfig, NotifyChannel, StorageConfig, WebConfig
 from .lifecycle import BackoffPolicy
 
 SIMULATOR_MAIN = Path(__file__).with_name("simulator") / "main.py"
@@ -42,12 +43,13 @@ def demo_config(workdir: Path, scenario: str, speed: float, listen_address: str)
     )
 
 
-def run_demo(scenario: str, listen_address: str, speed: float) -> int:
+def run_demo(scenario: str, listen_address: str, speed: float, notify: tuple[NotifyChannel, ...] = ()) -> int:
+    """`notify`: channels from the user's config (`demo --config.file`), to try notifications on the simulator."""
     from .service import run
 
     workdir = Path(tempfile.mkdtemp(prefix="twitchminert-demo-"))
     try:
-        config = demo_config(workdir, scenario, speed, listen_address)
+        config = replace(demo_config(workdir, scenario, speed, listen_address), notify=tuple(notify))
 
         def announce(daemon) -> None:
             base = f"{daemon.server.scheme}://{daemon.server.host}:{daemon.server.port}"
