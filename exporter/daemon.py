@@ -21,14 +21,19 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import __version__
 from .config import Config, ConfigError, load_config
+from .console_web import console_routes
 from .cookies import JarInfo, read_jar
 from .events import Event, EventKind
+from .history import History
 from .http import Request, Response, Route, Server, get, metrics_route, parse_listen_address, post, text
 from .metrics import StateCollector, SupervisorCollector
 from .patterns import PatternSet, load_user_patterns
 from .pipeline import Follower, Pipeline, RecordHandler
 from .redaction import redact_all
 from .session_check import SessionChecker
+from .settings_editor import SettingsEditor
+from .settings_file import SettingsUnreadable, TdmSettings
+from .settings_file import load as load_tdm_settings
 from .settings_sync import SettingsSync
 from .state import MinerState, Snapshot
 from .status import ConfigState, effective, miner_status
@@ -100,6 +105,11 @@ class Daemon:
         self._housekeeping = threading.Thread(target=self._housekeep, name="twitchminert-housekeeping")
         self._reload_lock = threading.Lock()
         self._stopped = False
+        self.history = History(lambda: self.config.store_file)
+        self.settings_editor = SettingsEditor(
+            config_file, lambda: self.config, self._tdm_settings, self._known_games,
+            lambda action, fields: self._record(action, fields, EventKind.CONFIG_CHANGE), self.reload,
+        )
 
     # -- parts --------------------------------------------------------------------------------
 
@@ -135,6 +145,10 @@ class Daemon:
             "/-/ready": get(self._ready),
             "/-/reload": post(self._reload_answer),
             "/-/restart": post(self._restart),
+            **console_routes(
+                self.settings_editor, self.history, self._current_drop, self._known_games,
+                lambda: self.web is not None and bool(self.web.users),
+            ),
         }
 
     # -- start and stop -----------------------------------------------------------------------
@@ -258,6 +272,22 @@ class Daemon:
         self._record(action, {"source": "miner_start", **fields}, EventKind.CONFIG_CHANGE)
 
     # -- snapshots ------------------------------------------------------------------------------
+
+    def _tdm_settings(self) -> TdmSettings | None:
+        """What TDM's settings.json holds now (keys the YAML does not set keep TDM's own value)."""
+        if self.config.miner.dir is None:
+            return None
+        try:
+            return load_tdm_settings(self.config.miner.dir)
+        except (SettingsUnreadable, OSError):
+            return None
+
+    def _known_games(self) -> list[str]:
+        return list(self.pipeline.handler.state.known_games)
+
+    def _current_drop(self) -> tuple[str | None, str | None]:
+        drop = self.pipeline.snapshot().drop
+        return (drop.name, drop.game) if drop is not None else (None, None)
 
     def _supervisor_status(self):
         return self.supervisor.status() if self.supervisor is not None else None
