@@ -89,6 +89,7 @@ def _supervisor(status: SupervisorStatus | None) -> dict[str, Any] | None:
         "last_exit_code": status.last_exit_code,
         "last_exit_meaning": status.last_exit_meaning,
         "failure": status.failure,
+        "next_start_time": status.next_start_time,
     }
 
 

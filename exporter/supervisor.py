@@ -110,6 +110,7 @@ class SupervisorStatus:
     failure: str | None  # why FAILED
     last_error: str | None  # why the last start failed
     resources: ResourceSample | None
+    next_start_time: float | None = None  # wall clock; BACKOFF: when the miner is started again
 
     @property
     def up(self) -> bool:
@@ -530,6 +531,10 @@ class Supervisor:
             failure=lc.failure,
             last_error=lc.last_error,
             resources=self._sample,
+            next_start_time=(
+                time.time() + max(0.0, lc.start_at - time.monotonic())
+                if lc.state is State.BACKOFF and lc.start_at is not None else None
+            ),
         )
 
     def _publish(self) -> None:
