@@ -24,7 +24,7 @@ import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import CommentMark, YAMLError
-from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 from ruamel.yaml.tokens import CommentToken
 
 from .config import SETTINGS_SCHEMA, Config, ConfigError, parse_config
@@ -134,6 +134,7 @@ def edited_text(original: str, changes: Mapping[str, Any]) -> str:
 def _edit_list(seq: CommentedSeq, values: list[Any]) -> None:
     """Turn `seq` into `values` by the fewest deletes and inserts, so the items that stay keep their comments."""
     old = [str(item) for item in seq]
+    quoted = next((type(item) for item in seq if isinstance(item, (DoubleQuotedScalarString, SingleQuotedScalarString))), None)
     matcher = difflib.SequenceMatcher(a=old, b=[str(value) for value in values], autojunk=False)
     for tag, i1, i2, j1, j2 in reversed(matcher.get_opcodes()):
         if tag == "equal":
@@ -141,7 +142,10 @@ def _edit_list(seq: CommentedSeq, values: list[Any]) -> None:
         trailing = _detach_trailing(seq) if i2 == len(seq) else None  # blank lines after the list stay after it
         del seq[i1:i2]
         for offset, value in enumerate(values[j1:j2]):
-            seq.insert(i1 + offset, _yaml_value(value))
+            new = _yaml_value(value)
+            if quoted is not None and isinstance(value, str) and type(new) is str:
+                new = quoted(value)  # quoted like the items around it
+            seq.insert(i1 + offset, new)
         if trailing is not None:
             _attach_trailing(seq, trailing)
 
