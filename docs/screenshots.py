@@ -76,7 +76,7 @@ def shoot(browser, url: str, out: Path, prefix: str = "", views=VIEWS, before=No
         for view in views:
             page.click(f"#tab-{view}")
             page.wait_for_timeout(1500)  # the view's first fetch and render (a script, not a test)
-            (out / f"{prefix}{view}-{scheme}.png").write_bytes(page.screenshot(full_page=True))
+            (out / f"{prefix}{view}-{scheme}.png").write_bytes(page.screenshot())  # the first screenful
         context.close()
 
 
