@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Callable
 
 from .history import EventQuery, History, HistoryError, known_zone, per_day
@@ -45,55 +47,82 @@ def _param(request: Request, name: str) -> str | None:
     return values[0] if values else None
 
 
-def console_routes(
-    editor: SettingsEditor,
-    history: History,
-    current_drop: Callable[[], tuple[str | None, str | None]],
-    known_games: Callable[[], list[str]],
-    auth_on: Callable[[], bool],
-) -> dict[str, Route]:
-    """`current_drop` gives (drop, game) being mined now; `known_games` the game names seen, to split a
-    claim's text into game and rewards."""
+@dataclass(frozen=True)
+class Console:
+    """What the console's routes need from the daemon. `current_drop` gives (drop, game) being mined now;
+    `known_games` the game names seen (to split a claim's text into game and rewards); `auth_on` whether
+    basic auth is on (only then is the Authorization header's user a checked one)."""
 
-    def settings(request: Request) -> Response:
-        if request.method == "PUT":
-            user = authenticated_user(request, auth_on())
-            return _answer(editor.update(request.body, _header(request, "Content-Type"), _header(request, "If-Match"), user))
-        return _answer(editor.read())
+    editor: SettingsEditor
+    history: History
+    current_drop: Callable[[], tuple[str | None, str | None]]
+    known_games: Callable[[], list[str]]
+    auth_on: Callable[[], bool]
 
-    def events(request: Request) -> Response:
-        try:
-            query = EventQuery.from_params(dict(request.query))
-        except HistoryError as error:
-            return json_response(400, {"error": str(error)})
-        return json_response(200, history.events(query))
 
-    def claims(request: Request) -> Response:
-        try:
-            limit = int(_param(request, "limit") or 100)
-        except ValueError:
-            return json_response(400, {"error": "limit must be a whole number"})
-        return json_response(200, {"claims": history.claims(limit, known_games())})
+# Handlers take (ctx, request), ctx having a `console` attribute (the daemon's web context), so the
+# route table can list them as they are; this module imports nothing of the table's.
 
-    def stats(request: Request) -> Response:
-        try:
-            zone = known_zone(_param(request, "tz"))
-            days = int(_param(request, "days") or STATS_DAYS)
-        except (HistoryError, ValueError) as error:
-            return json_response(400, {"error": str(error) if isinstance(error, HistoryError) else "days must be a whole number"})
-        days = min(max(days, 1), 90)
-        now = time.time()
-        times = history.claim_times(now - (days + 1) * 86400.0)
-        drop, game = current_drop()
-        return json_response(200, {
-            "zone": zone,
-            "per_day": per_day(times, zone, days, now),
-            "progress": {"drop": drop, "game": game, "points": history.progress(drop, game)},
-        })
 
-    return {
-        "/api/settings": Route(frozenset({"GET", "HEAD", "PUT"}), settings),
-        "/api/history/events": Route(frozenset({"GET", "HEAD"}), events),
-        "/api/history/claims": Route(frozenset({"GET", "HEAD"}), claims),
-        "/api/history/stats": Route(frozenset({"GET", "HEAD"}), stats),
-    }
+def settings(ctx: Any, request: Request) -> Response:
+    console: Console = ctx.console
+    if request.method == "PUT":
+        user = authenticated_user(request, console.auth_on())
+        return _answer(console.editor.update(request.body, _header(request, "Content-Type"), _header(request, "If-Match"), user))
+    return _answer(console.editor.read())
+
+
+def history_events(ctx: Any, request: Request) -> Response:
+    try:
+        query = EventQuery.from_params(dict(request.query))
+    except HistoryError as error:
+        return json_response(400, {"error": str(error)})
+    return json_response(200, ctx.console.history.events(query))
+
+
+def history_claims(ctx: Any, request: Request) -> Response:
+    try:
+        limit = int(_param(request, "limit") or 100)
+    except ValueError:
+        return json_response(400, {"error": "limit must be a whole number"})
+    console: Console = ctx.console
+    return json_response(200, {"claims": console.history.claims(limit, console.known_games())})
+
+
+def history_stats(ctx: Any, request: Request) -> Response:
+    console: Console = ctx.console
+    try:
+        zone = known_zone(_param(request, "tz"))
+        days = int(_param(request, "days") or STATS_DAYS)
+    except HistoryError as error:
+        return json_response(400, {"error": str(error)})
+    except ValueError:
+        return json_response(400, {"error": "days must be a whole number"})
+    days = min(max(days, 1), 90)
+    now = time.time()
+    times = console.history.claim_times(now - (days + 1) * 86400.0)
+    drop, game = console.current_drop()
+    return json_response(200, {
+        "zone": zone,
+        "per_day": per_day(times, zone, days, now),
+        "progress": {"drop": drop, "game": game, "points": console.history.progress(drop, game)},
+    })
+
+
+# path -> (methods, handler): one line each in the daemon's route table
+ROUTES = {
+    "/api/settings": (frozenset({"GET", "HEAD", "PUT"}), settings),
+    "/api/history/events": (frozenset({"GET", "HEAD"}), history_events),
+    "/api/history/claims": (frozenset({"GET", "HEAD"}), history_claims),
+    "/api/history/stats": (frozenset({"GET", "HEAD"}), history_stats),
+}
+
+
+def console_routes(console: Console) -> dict[str, Route]:
+    """The console's routes bound for http.Server."""
+    ctx = SimpleNamespace(console=console)
+    return {path: Route(methods, _bound(handler, ctx)) for path, (methods, handler) in ROUTES.items()}
+
+
+def _bound(handler: Callable[[Any, Request], Response], ctx: Any) -> Callable[[Request], Response]:
+    return lambda request: handler(ctx, request)

@@ -21,7 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import __version__
 from .config import Config, ConfigError, load_config
-from .console_web import console_routes
+from .console_web import Console, console_routes
 from .cookies import JarInfo, read_jar
 from .events import Event, EventKind
 from .history import History
@@ -105,11 +105,12 @@ class Daemon:
         self._housekeeping = threading.Thread(target=self._housekeep, name="twitchminert-housekeeping")
         self._reload_lock = threading.Lock()
         self._stopped = False
-        self.history = History(lambda: self.config.store_file)
-        self.settings_editor = SettingsEditor(
+        editor = SettingsEditor(
             config_file, lambda: self.config, self._tdm_settings, self._known_games,
             lambda action, fields: self._record(action, fields, EventKind.CONFIG_CHANGE), self.reload,
         )
+        self.console = Console(editor, History(lambda: self.config.store_file), self._current_drop, self._known_games,
+                               lambda: self.web is not None and bool(self.web.users))
 
     # -- parts --------------------------------------------------------------------------------
 
@@ -145,10 +146,7 @@ class Daemon:
             "/-/ready": get(self._ready),
             "/-/reload": post(self._reload_answer),
             "/-/restart": post(self._restart),
-            **console_routes(
-                self.settings_editor, self.history, self._current_drop, self._known_games,
-                lambda: self.web is not None and bool(self.web.users),
-            ),
+            **console_routes(self.console),
         }
 
     # -- start and stop -----------------------------------------------------------------------
