@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import bcrypt
 import pytest
 
-from conftest import DaemonProcess, http_get, wait_until
+from conftest import http_get, wait_until
 from exporter import history, settings_editor
 from exporter.config import parse_config
 
