@@ -32,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+CAPTURED_OUTPUT = Path("logs") / "miner_output.log"  # the capture's file, under the data dir
 MAX_LINE_BYTES = 64 * 1024  # a longer line from a pipe is split into records of at most this size
 _READ_SIZE = 64 * 1024
 _LEVEL = re.compile(r"[A-Z]+")

@@ -71,7 +71,7 @@ def _config(path: Path | None) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .daemon import run
+    from .service import run
 
     config_file = args.config_file or (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None)
     return run(_config(args.config_file), args.listen_address, config_file)

@@ -15,8 +15,8 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 from . import yamlfile
+from .capture import CAPTURED_OUTPUT
 from .framing import DEFAULT_MAX_RECORD_BYTES
-from .http import parse_listen_address
 from .lifecycle import BackoffPolicy
 from .redaction import redact
 from .timestamps import zone
@@ -26,7 +26,6 @@ DEFAULT_CONFIG_FILE = HOME / "config" / "twitchminert.yaml"
 DEFAULT_DATA_DIR = HOME / "data"
 DEFAULT_LOG_FILE = HOME / "logs" / "twitchminert.log"  # our own log, beside the data
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9797"
-CAPTURED_OUTPUT = Path("logs") / "miner_output.log"  # under the data dir, written by the supervisor
 MIN_STALL_SECONDS = 1800.0
 PRIORITY_MODES = ("priority_only", "ending_soonest", "low_availability_first")
 
@@ -111,6 +110,17 @@ class Config:
         if self.miner.dir is not None:
             sources.insert(0, str(self.miner.dir / "log.txt"))
         return tuple(sources)
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """"127.0.0.1:9797", ":9797" (all interfaces) or "[::1]:9797"."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isascii() or not port.isdigit():
+        raise ValueError(f"expected host:port, got {address!r}")
+    if int(port) > 65535:
+        raise ValueError(f"port {port} is out of range (0-65535)")
+    host = host.strip("[]")
+    return host or "0.0.0.0", int(port)
 
 
 # -- converters ----------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The web console's routes: the settings editor (`GET/PUT /api/settings`) and the history API.
 
-Handlers only translate HTTP to the editor and history calls and back; the daemon's route table
-takes them in with `console_routes(...)`. Auth and the cross-site check happen before routing (the
-Gate), for PUT as for POST.
+Handlers only translate HTTP to the editor and history calls and back. They take `(ctx, request)`,
+ctx being web.py's WebContext, whose `console` field holds the parts they need (a Console); web.py
+lists them in its route table. Auth and the cross-site check happen before routing (the Gate), for
+PUT as for POST.
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any, Callable
 
 from .history import EventQuery, History, HistoryError, known_zone, per_day
-from .http import Request, Response, Route
+from .http import Request, Response
 from .settings_editor import Answer, SettingsEditor
 from .webconfig import parse_basic
 
@@ -22,6 +22,7 @@ STATS_DAYS = 14
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    """http.json_response plus headers (ETag) and no caching: these answers change under the page."""
     return Response(status, json.dumps(body).encode(), "application/json", {"Cache-Control": "no-store", **(headers or {})})
 
 
@@ -60,8 +61,7 @@ class Console:
     auth_on: Callable[[], bool]
 
 
-# Handlers take (ctx, request), ctx having a `console` attribute (the daemon's web context), so the
-# route table can list them as they are; this module imports nothing of the table's.
+# Handlers take (ctx, request); ctx is web.WebContext (not imported: web.py imports this module).
 
 
 def settings(ctx: Any, request: Request) -> Response:
@@ -107,22 +107,3 @@ def history_stats(ctx: Any, request: Request) -> Response:
         "per_day": per_day(times, zone, days, now),
         "progress": {"drop": drop, "game": game, "points": console.history.progress(drop, game)},
     })
-
-
-# path -> (methods, handler): one line each in the daemon's route table
-ROUTES = {
-    "/api/settings": (frozenset({"GET", "HEAD", "PUT"}), settings),
-    "/api/history/events": (frozenset({"GET", "HEAD"}), history_events),
-    "/api/history/claims": (frozenset({"GET", "HEAD"}), history_claims),
-    "/api/history/stats": (frozenset({"GET", "HEAD"}), history_stats),
-}
-
-
-def console_routes(console: Console) -> dict[str, Route]:
-    """The console's routes bound for http.Server."""
-    ctx = SimpleNamespace(console=console)
-    return {path: Route(methods, _bound(handler, ctx)) for path, (methods, handler) in ROUTES.items()}
-
-
-def _bound(handler: Callable[[Any, Request], Response], ctx: Any) -> Callable[[Request], Response]:
-    return lambda request: handler(ctx, request)

@@ -72,7 +72,7 @@ def write_config_file(path: Path, config: Config) -> Config:
 
 
 def run_demo(scenario: str, listen_address: str, speed: float) -> int:
-    from .daemon import run
+    from .service import run
 
     workdir = Path(tempfile.mkdtemp(prefix="twitchminert-demo-"))
     try:

@@ -7,8 +7,11 @@ Nothing here does I/O.
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+from .redaction import redact_all
 
 
 class EventKind(str, enum.Enum):
@@ -97,3 +100,10 @@ class Event:
             "message": self.message,
             "fields": dict(self.fields),
         }
+
+
+def audit_event(action: str, fields: Mapping[str, Any], kind: EventKind, now: float) -> Event:
+    """One of our own events (a config change, a settings write...), as stored and shown by /api/events."""
+    fields = redact_all(dict(fields))  # settings.proxy may carry user:password@
+    message = f"{action}: {json.dumps(fields, sort_keys=True)}"
+    return Event(kind, now, "INFO", "twitchminert", message, {"action": action, **fields})

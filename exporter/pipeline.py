@@ -112,6 +112,11 @@ class Pipeline:
             for framer in self._framers.values():
                 framer.count_only = self._count_only
 
+    def mark_session_invalid(self) -> None:
+        """The token check found TDM's login invalid: say so until TDM logs in again."""
+        with self.lock:
+            self.handler.state.session = "invalid"
+
     def snapshot(self, wall_now: float | None = None) -> Snapshot:
         with self.lock:
             return self.handler.state.snapshot(time.time() if wall_now is None else wall_now)

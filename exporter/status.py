@@ -32,7 +32,9 @@ def miner_status(
     jar: JarInfo | None,
     cpu_percent: float | None,
     now: float,
+    token_expiry: float | None = None,
 ) -> dict[str, Any]:
+    """`token_expiry`: the best known expiry of TDM's token (the token check's answer, else the jar's)."""
     snap = effective(snapshot, supervisor)
     drop = snap.drop
     current = {"channel": snap.channel, "game": snap.game, "drop": None, "progress_minutes": None,
@@ -73,7 +75,7 @@ def miner_status(
         },
         "websocket_connections": len(snap.websocket_shards),
         "last_error": None if snap.last_error is None else {"time": snap.last_error[0], "message": snap.last_error[1]},
-        "cookies": _cookies(jar),
+        "cookies": _cookies(jar, token_expiry),
         "version": __version__,
     }
 
@@ -93,7 +95,7 @@ def _supervisor(status: SupervisorStatus | None) -> dict[str, Any] | None:
     }
 
 
-def _cookies(jar: JarInfo | None) -> dict[str, Any] | None:
+def _cookies(jar: JarInfo | None, token_expiry: float | None) -> dict[str, Any] | None:
     if jar is None:
         return None
     return {
@@ -101,5 +103,5 @@ def _cookies(jar: JarInfo | None) -> dict[str, Any] | None:
         "modified": jar.modified_time,
         "format": jar.format,
         "has_auth_token": jar.has_auth_token,
-        "token_expiry": jar.auth_token_expiry,
+        "token_expiry": token_expiry if token_expiry is not None else jar.auth_token_expiry,
     }

@@ -28,8 +28,7 @@ from typing import Callable, Mapping
 import psutil
 from loguru import logger
 
-from .capture import OutputCapture
-from .config import CAPTURED_OUTPUT
+from .capture import CAPTURED_OUTPUT, OutputCapture
 from .launcher import launcher_argv
 from .lifecycle import (
     DELIBERATE_REASONS,
