@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--patterns", action="append", type=Path, default=[], metavar="YAML")
     rep.add_argument("--format", choices=("prom", "json"), default="prom")
     rep.add_argument("--timezone", default="local", help="TDM's time zone (default: this machine's)")
+    rep.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
 
     demo = commands.add_parser("demo", help="the daemon supervising a built-in simulated miner (no Twitch account)")
     demo.add_argument("--scenario", default="happy", choices=("happy", "flaky", "crash", "terminated", "stall", "login-required"))
@@ -91,11 +92,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     out = sys.stdout
     if args.format == "json":
         for path in args.files:
-            replay([path], handler)
+            replay([path], handler, progress=args.progress)
             for event in handler.take_events():
                 out.write(_event_json(event) + "\n")
         return 0
-    replay(args.files, handler)
+    replay(args.files, handler, progress=args.progress)
     registry = CollectorRegistry()
     registry.register(StateCollector(lambda: handler.state.snapshot(handler.state.last_record_time or 0.0)))
     out.write(generate_latest(registry).decode())

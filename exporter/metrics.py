@@ -24,6 +24,9 @@ COUNTER_HELP = {
     "tdm_log_rotations_total": "Times a followed file was rotated or replaced.",
     "tdm_log_truncations_total": "Times a followed file was truncated in place (copytruncate).",
     "tdm_log_oversized_records_total": "Records longer than the limit, cut.",
+    "tdm_log_read_errors_total": "Reads of a followed file that failed (permission, not a regular file...).",
+    "tdm_log_bad_timestamps_total": "Records whose header time is no real time; they took the previous record's.",
+    "tdm_log_record_errors_total": "Records counted but not turned into events because a step failed.",
     "tdm_events_total": "Recognised events, by kind.",
     "tdm_drops_completed_total": "Drops whose progress reached the required minutes, by game.",
     "tdm_drops_claimed_total": "Drops claimed (needs the GUI output mirror), by game.",
@@ -107,6 +110,10 @@ def _gauges(snap: Snapshot) -> Iterable[Metric]:
     yield GaugeMetricFamily(
         "tdm_websocket_connections", "Websocket shards connected now.", value=len(snap.websocket_shards)
     )
+    backlog = GaugeMetricFamily("tdm_log_backlog_bytes", "Bytes of a followed file not read yet.", labels=["file"])
+    for file, behind in sorted(snap.backlog.items()):
+        backlog.add_metric([file], behind)
+    yield backlog
     yield GaugeMetricFamily(
         "tdm_session_authenticated",
         "1 when the last login check succeeded.",

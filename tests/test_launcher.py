@@ -106,7 +106,7 @@ def records(path: Path) -> list[Record]:
     if not path.exists():
         return []
     framer = Framer("captured")
-    return framer.feed(path.read_bytes(), now=0.0) + framer.flush()
+    return framer.feed(path.read_bytes(), now=0.0).records + framer.flush().records
 
 
 def launch(main_py: Path, args: list[str], output: Path, cwd: Path, **popen) -> subprocess.CompletedProcess:
