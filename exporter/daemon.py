@@ -21,7 +21,9 @@ from .bridge_link import BridgeLink
 from .bridge_metrics import BridgeCollector
 from .bridge_web import current_mining_fields, status_fields
 from .config import Config, ConfigError
+from .console_web import Console
 from .events import Event, EventKind, audit_event
+from .history import History
 from .housekeeping import Housekeeping, terminated_while_up
 from .http import Server
 from .metrics import ExporterCollector, ExporterHealth, StateCollector, SupervisorCollector
@@ -31,6 +33,9 @@ from .patterns import PatternSet
 from .pipeline import Follower, Pipeline, RecordHandler
 from .reloading import Candidate, build_patterns, config_changes, load_candidate, load_web, refusal
 from .session_check import SessionChecker
+from .settings_editor import SettingsEditor
+from .settings_file import SettingsUnreadable, TdmSettings
+from .settings_file import load as load_tdm_settings
 from .settings_sync import SettingsSync
 from .state import MinerState, Snapshot
 from .status import ConfigState, effective, miner_status
@@ -71,6 +76,7 @@ class Daemon:
             snapshot=self.snapshot,
             bridge=lambda: self.bridge_link,
             notifier=lambda: self.notifier,
+            console=self._console(config_file),
         )
         patterns = build_patterns(config.logs.patterns)
         try:
@@ -101,6 +107,14 @@ class Daemon:
         registry.register(NotifyCollector(lambda: self.notifier))
 
     # -- parts --------------------------------------------------------------------------------
+
+    def _console(self, config_file: Path | None) -> Console:
+        editor = SettingsEditor(
+            config_file, lambda: self.config, self._tdm_settings, self._known_games,
+            lambda action, fields: self.record(action, fields, EventKind.CONFIG_CHANGE), self.reload,
+        )
+        return Console(editor, History(lambda: self.config.store_file), self._current_drop, self._known_games,
+                       lambda: self.web is not None and bool(self.web.users))
 
     def _pipeline(self, config: Config, patterns: PatternSet) -> Pipeline:
         state = MinerState(login_timeout=config.session.login_timeout)
@@ -190,6 +204,22 @@ class Daemon:
         self.record(action, {"source": "miner_start", **fields}, EventKind.CONFIG_CHANGE)
 
     # -- snapshots ------------------------------------------------------------------------------
+
+    def _tdm_settings(self) -> TdmSettings | None:
+        """What TDM's settings.json holds now (keys the YAML does not set keep TDM's own value)."""
+        if self.config.miner.dir is None:
+            return None
+        try:
+            return load_tdm_settings(self.config.miner.dir)
+        except (SettingsUnreadable, OSError):
+            return None
+
+    def _known_games(self) -> list[str]:
+        return list(self.pipeline.handler.state.known_games)
+
+    def _current_drop(self) -> tuple[str | None, str | None]:
+        drop = self.pipeline.snapshot().drop
+        return (drop.name, drop.game) if drop is not None else (None, None)
 
     def _supervisor_status(self):
         return self.supervisor.status() if self.supervisor is not None else None
