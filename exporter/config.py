@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 
 from . import yamlfile
 from .capture import CAPTURED_OUTPUT
+from .events import NOTIFY_EVENTS
 from .framing import DEFAULT_MAX_RECORD_BYTES
 from .lifecycle import BackoffPolicy
-from .notify_rules import EVENTS as NOTIFY_EVENTS
 from .notify_send import check_url as check_apprise_url, mask as mask_url
 from .redaction import redact
 from .timestamps import zone
