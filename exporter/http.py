@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from loguru import logger
 
-from .webconfig import Gate, WebConfig, ssl_context, tls_listener
+from .webconfig import Gate, WebConfigFile, ssl_context, tls_listener
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_DRAIN_BYTES = 4 * 1024 * 1024  # of a refused body, read and dropped so the client sees the answer
@@ -185,7 +185,7 @@ class Server:
         host: str,
         port: int,
         routes: Mapping[str, Route],
-        web: WebConfig | None = None,
+        web: WebConfigFile | None = None,
         listener: socket.socket | None = None,
     ) -> None:
         handler = type("RouteHandler", (_RequestHandler,), {"routes": dict(routes), "gate": Gate.from_config(web)})
@@ -207,7 +207,7 @@ class Server:
         self.host, self.port = self._httpd.server_address[:2]
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="twitchminert-http")
 
-    def takeover(self, routes: Mapping[str, Route], web: WebConfig | None = None) -> "Server":
+    def takeover(self, routes: Mapping[str, Route], web: WebConfigFile | None = None) -> "Server":
         """A new (not started) server on a copy of this one's listening socket; stop this one after starting it."""
         listening = self._httpd.socket
         listener = socket.fromfd(listening.fileno(), listening.family, listening.type)  # a plain dup, even of TLS

@@ -17,7 +17,7 @@ from typing import Any
 from . import yamlfile
 from .config import Config, ConfigError, config_from
 from .patterns import PatternSet, load_user_patterns
-from .webconfig import WebConfig, load_web_config
+from .webconfig import WebConfigFile, load_web_config
 
 SECTIONS = ("miner", "settings", "logs", "storage", "web", "session")
 
@@ -28,7 +28,7 @@ def build_patterns(files: tuple[Path, ...]) -> PatternSet:
     return PatternSet.builtin().extended(user)
 
 
-def load_web(config: Config) -> WebConfig | None:
+def load_web(config: Config) -> WebConfigFile | None:
     return load_web_config(config.web.config_file) if config.web.config_file else None
 
 
@@ -38,7 +38,7 @@ class Candidate:
 
     config: Config
     patterns: PatternSet
-    web: WebConfig | None
+    web: WebConfigFile | None
     empty: bool  # the file held nothing but comments or blanks
 
 
@@ -69,7 +69,7 @@ def refusal(running: Config, candidate: Candidate, path: Path, miner_running: bo
     return None
 
 
-def config_changes(running: Config, patterns: PatternSet, web: WebConfig | None, candidate: Candidate) -> dict[str, list[Any]]:
+def config_changes(running: Config, patterns: PatternSet, web: WebConfigFile | None, candidate: Candidate) -> dict[str, list[Any]]:
     """config_diff, plus the files the config names, which can change while their paths do not."""
     changes = config_diff(running, candidate.config)
     if candidate.patterns.user_patterns != patterns.user_patterns:

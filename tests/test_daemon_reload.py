@@ -228,6 +228,7 @@ def test_a_missing_miner_dir_stops_start_up_and_frees_the_port(tmp_path: Path) -
 # -- the file watcher -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_file_changes_are_reported_once_the_file_is_stable(tmp_path: Path) -> None:
     path = tmp_path / "twitchminert.yaml"
     path.write_text("settings: {}\n")
