@@ -215,7 +215,7 @@ class Daemon:
                 why = refusal(self.config, candidate, self.config_file, self.supervisor is not None)
                 if why is not None:
                     raise ConfigError(why)
-                changes = config_changes(self.config, self.pipeline.handler.patterns, self.web, candidate)
+                changes = config_changes(self.config, self.pipeline.patterns, self.web, candidate)
                 server = self._next_server(candidate, changes)  # bound before anything changes
             except (ValueError, OSError) as error:  # ConfigError, PatternError, WebConfigError are ValueErrors
                 return self._reload_failed(source, str(error))

@@ -32,6 +32,30 @@ class Request:
     headers: Mapping[str, str]
     body: bytes = b""
 
+    def header(self, name: str) -> str | None:
+        """A request header, whatever its case."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers.items() if key.lower() == wanted), None)
+
+    def json(self) -> Any:
+        """The body as JSON; HTTPError 415 unless sent as application/json, 400 if it does not parse."""
+        content_type = (self.header("Content-Type") or "").split(";", 1)[0].strip().lower()
+        if content_type != "application/json":
+            raise HTTPError(415, "send JSON (Content-Type: application/json)")
+        try:
+            return json.loads(self.body)
+        except (UnicodeDecodeError, ValueError) as error:  # JSONDecodeError is a ValueError
+            raise HTTPError(400, f"the body is not JSON: {error}") from None
+
+
+class HTTPError(Exception):
+    """Raised by a handler (or Request.json()): the server answers `status` with `message` as text."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
 
 @dataclass(frozen=True)
 class Response:
@@ -142,6 +166,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         request = Request(method, url.path, parse_qs(url.query), dict(self.headers.items()), body)
         try:
             return route.handler(request)
+        except HTTPError as error:
+            return text(error.status, error.message)
         except Exception:
             logger.exception("HTTP {} {} failed", method, url.path)
             return text(500, "internal error")
