@@ -4,7 +4,6 @@ served by a real http.Server on 127.0.0.1. JSON bodies, errors as answers, PUT b
 from __future__ import annotations
 
 import http.client
-import json
 
 import pytest
 
