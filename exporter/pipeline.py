@@ -206,6 +206,10 @@ class Pipeline:
             for framer in self._framers.values():
                 framer.count_only = self._count_only
 
+    @property
+    def patterns(self) -> PatternSet:
+        return self.handler.patterns
+
     def mark_session_invalid(self) -> None:
         """The token check found TDM's login invalid: say so until TDM logs in again."""
         with self.lock:

@@ -243,6 +243,32 @@ def stop_all(daemons: Iterable[DaemonProcess], workdir: Path) -> None:
         process.kill()
 
 
+# -- the slow marker --------------------------------------------------------------------------------
+
+# Modules whose tests start daemons, miners, browsers or Prometheus: `pytest -m "not slow"` leaves them
+# out (the fast suite, well under a minute); CI runs everything. A single slow test elsewhere takes
+# @pytest.mark.slow itself.
+SLOW_MODULES = frozenset({
+    "test_config_cli",
+    "test_daemon",
+    "test_landing",
+    "test_landing_live",
+    "test_prometheus_live",
+    "test_reload",
+    "test_secrets",
+    "test_simulator",
+    "test_status_api",
+    "test_supervised",
+    "test_supervisor",
+})
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 # -- fixtures --------------------------------------------------------------------------------------
 
 
@@ -266,17 +292,14 @@ def daemon_factory():
 
 @pytest.fixture(autouse=True)
 def no_leaked_threads():
-    """A test must stop every thread it started (watchdog's model)."""
-    before = {t.ident for t in threading.enumerate()}
+    """A test must stop every thread it started, daemon threads too (watchdog's model): a daemon
+    thread left running still holds files, sockets and CPU until the interpreter exits."""
+    before = set(threading.enumerate())
     yield
     deadline = time.monotonic() + 5
 
     def leaked() -> list[threading.Thread]:
-        return [
-            t
-            for t in threading.enumerate()
-            if t.ident not in before and t.is_alive() and not t.daemon
-        ]
+        return [t for t in threading.enumerate() if t not in before and t.is_alive()]
 
     while leaked() and time.monotonic() < deadline:
         leaked()[0].join(0.1)

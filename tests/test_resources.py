@@ -85,6 +85,7 @@ def test_exclude_leaves_a_process_out(tree):
     assert kept != excluded
 
 
+@pytest.mark.slow
 def test_cpu_counter_never_goes_backwards_as_children_come_and_go(tree):
     """Children burn CPU, are sampled, exit and are reaped: their CPU must stay in the counter."""
     sampler = ProcessTreeSampler(tree.proc.pid)
@@ -139,6 +140,7 @@ def test_missing_root_gives_none():
     assert ProcessTreeSampler(proc.pid).sample() is None
 
 
+@pytest.mark.slow
 def test_sample_cost_for_five_processes(tree, capsys):
     for _ in range(4):
         tree.spawn()

@@ -160,6 +160,7 @@ SETTINGS = st.builds(
 )
 
 
+@pytest.mark.slow
 @hypothesis_settings(max_examples=300, deadline=None)
 @given(SETTINGS)
 def test_tdm_loads_every_value_we_write(settings):
@@ -514,6 +515,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_kill_9_during_writes_never_leaves_a_truncated_file(tmp_path):
     directory = tmp_path / "tdm"
     directory.mkdir()
