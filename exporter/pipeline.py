@@ -358,8 +358,8 @@ class CatchUp:
             if backlog <= self.threshold:
                 return None
             self._started, self._next_report = now, now + self.every
-            self._bytes = self._records = 0
-            return f"catching up: {_megabytes(backlog)} to read"
+            self._bytes, self._records = read, records  # the read that found the backlog counts
+            return f"catching up: {_megabytes(backlog + read)} to read"
         self._bytes += read
         self._records += records
         elapsed = max(now - self._started, 1e-9)
