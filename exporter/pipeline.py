@@ -14,7 +14,9 @@ from typing import Callable, Iterable, Sequence
 
 from loguru import logger
 
+from .bridge import STATE_LEVEL
 from .events import Event, EventKind
+from .inventory import InventoryState
 from .framing import DEFAULT_MAX_RECORD_BYTES, DEFAULT_QUIET_SECONDS, Batch, Framer, Record
 from .patterns import PatternSet
 from .state import MinerState, Snapshot
@@ -79,6 +81,9 @@ class RecordHandler:
             levels[level] = levels.get(level, 0) + 1
             if record.truncated:
                 truncated += 1
+            if level == STATE_LEVEL:  # the bridge's: TDM's own picture, not text for patterns
+                state.inventory.apply(record.message, when)  # never raises: it counts what it cannot read
+                continue
             try:
                 message, matches = matches_of(level, record.message)
                 for kind, fields in matches:
@@ -186,8 +191,11 @@ class Pipeline:
             positions = self.store.load_positions()
             totals, saved = self.store.load_totals(), self.store.load_state()
             self.handler.state.restore(totals, saved.get("miner"))
+            self.handler.state.inventory = InventoryState()  # a rollback forgets what was not committed
+            self.handler.state.inventory.restore(saved.get("bridge"))
         # What the store holds now: a commit writes only what differs from it.
         self._committed = _Committed(dict(positions), self.handler.state.totals(), self.handler.state.to_json())
+        self._saved_inventory = self.handler.state.inventory.revision
         return TailSet(self._sources, positions, start_at=self._start_at)
 
     def set_patterns(self, patterns: PatternSet) -> None:
@@ -197,6 +205,11 @@ class Pipeline:
             self._count_only = patterns.silent_levels()
             for framer in self._framers.values():
                 framer.count_only = self._count_only
+
+    def mark_session_invalid(self) -> None:
+        """The token check found TDM's login invalid: say so until TDM logs in again."""
+        with self.lock:
+            self.handler.state.session = "invalid"
 
     def snapshot(self, wall_now: float | None = None) -> Snapshot:
         with self.lock:
@@ -316,11 +329,14 @@ class Pipeline:
         changed = {key: value for key, value in totals.items() if committed.totals.get(key) != value}
         miner = state.to_json()
         rows = {"miner": miner} if miner != committed.state else {}
+        if state.inventory.revision != self._saved_inventory:  # it can be large: saved when it moved
+            rows["bridge"] = state.inventory.to_json()
         if not (events or positions or changed or rows):
             return
         self.store.commit(events, positions.values(), changed, rows)
         committed.positions.update(positions)
         committed.totals, committed.state = totals, miner
+        self._saved_inventory = state.inventory.revision
 
     def close(self) -> None:
         self.tails.close()
