@@ -85,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .daemon import build_patterns
+    from .reloading import build_patterns  # not .daemon: replay needs none of the daemon's imports
 
     missing = [str(f) for f in args.files if not f.is_file()]
     if missing:

@@ -63,8 +63,8 @@ BUILTIN_METRIC_NAMES = frozenset(
         "tdm_bridge_up",
     }
 )
-_SEEN_LIMIT = 4096  # messages remembered with what they matched (then forgotten all at once)
-_SEEN_MESSAGE_LIMIT = 512  # longer messages (tracebacks, dumps) are rarely repeated: not remembered
+_SEEN_LIMIT = 1024  # messages remembered with what they matched (then forgotten all at once): < 1 MiB
+_SEEN_MESSAGE_LIMIT = 256  # longer messages (tracebacks, dumps) are rarely repeated: not remembered
 
 
 class PatternError(ValueError):
