@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
@@ -12,6 +13,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from . import __version__
+from .bridge_metrics import inventory_metrics
 from .lifecycle import RESTART_REASONS, State
 from .state import MINER_STATUSES, SESSION_STATES, Snapshot
 
@@ -24,6 +26,9 @@ COUNTER_HELP = {
     "tdm_log_rotations_total": "Times a followed file was rotated or replaced.",
     "tdm_log_truncations_total": "Times a followed file was truncated in place (copytruncate).",
     "tdm_log_oversized_records_total": "Records longer than the limit, cut.",
+    "tdm_log_read_errors_total": "Reads of a followed file that failed (permission, not a regular file...).",
+    "tdm_log_bad_timestamps_total": "Records whose header time is no real time; they took the previous record's.",
+    "tdm_log_record_errors_total": "Records counted but not turned into events because a step failed.",
     "tdm_events_total": "Recognised events, by kind.",
     "tdm_drops_completed_total": "Drops whose progress reached the required minutes, by game.",
     "tdm_drops_claimed_total": "Drops claimed (needs the GUI output mirror), by game.",
@@ -46,14 +51,16 @@ ALWAYS_PRESENT = (
 
 
 class StateCollector(Collector):
-    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+    def __init__(self, snapshot: Callable[[], Snapshot], clock: Callable[[], float] = time.time) -> None:
         self._snapshot = snapshot
+        self._clock = clock  # campaigns and login codes age: `replay` passes the log's own time
 
     def collect(self) -> Iterable[Metric]:
         snap = self._snapshot()
         yield from _counters(snap)
         yield from _user_gauges(snap)
         yield from _gauges(snap)
+        yield from inventory_metrics(snap, self._clock())
 
 
 def _counters(snap: Snapshot) -> Iterable[Metric]:
@@ -107,6 +114,10 @@ def _gauges(snap: Snapshot) -> Iterable[Metric]:
     yield GaugeMetricFamily(
         "tdm_websocket_connections", "Websocket shards connected now.", value=len(snap.websocket_shards)
     )
+    backlog = GaugeMetricFamily("tdm_log_backlog_bytes", "Bytes of a followed file not read yet.", labels=["file"])
+    for file, behind in sorted(snap.backlog.items()):
+        backlog.add_metric([file], behind)
+    yield backlog
     yield GaugeMetricFamily(
         "tdm_session_authenticated",
         "1 when the last login check succeeded.",

@@ -37,10 +37,11 @@ from typing import Any, Callable, Mapping
 import psutil
 from loguru import logger
 
+from .bridge import SOCKET_NAME
 from .capture import CAPTURED_OUTPUT, OutputCapture
 from .config import MinerConfig
 from .exit_cause import last_exception, missing_module
-from .launcher import LAUNCHER_PATH, launcher_argv
+from .launcher import launcher_argv, runs_launcher
 from .lifecycle import (
     DELIBERATE_REASONS,
     RESTART_REASONS,
@@ -96,6 +97,7 @@ class SupervisorStatus:
     # (wall clock, the traceback line that ended the last run, and what to do about it); None: no traceback
     last_exit_cause: tuple[float, str] | None = None
     notice: str | None = None  # something the user should know (settings.json held back, ...)
+    next_start_time: float | None = None  # wall clock; BACKOFF: when the miner is started again
 
     @property
     def up(self) -> bool:
@@ -141,7 +143,7 @@ def source_main_py(argv: tuple[str, ...], miner_dir: Path) -> Path | None:
     return None
 
 
-def miner_argv(settings: MinerConfig, output: Path) -> list[str]:
+def miner_argv(settings: MinerConfig, output: Path, control: Path | None = None) -> list[str]:
     assert settings.dir is not None
     argv = with_log_flags(settings.command or default_command(settings))
     main_py = source_main_py(argv, settings.dir)
@@ -151,7 +153,7 @@ def miner_argv(settings: MinerConfig, output: Path) -> list[str]:
         if settings.mirror_gui_output == "on":
             logger.warning("miner.mirror_gui_output: on needs `PYTHON main.py ...` as the command; not mirroring")
         return list(argv)
-    return launcher_argv(argv[0], main_py, list(argv[2:]), output)
+    return launcher_argv(argv[0], main_py, list(argv[2:]), output, control)
 
 
 # -- the supervisor -----------------------------------------------------------------------------
@@ -181,9 +183,11 @@ class Supervisor:
         self.lock_file = self.dir / "lock.file"
         self._before_start = before_start
         self._record = record
-        self._argv = miner_argv(settings, self.output_path) if settings.mode == "run" else []
+        self._argv = miner_argv(settings, self.output_path, self.data_dir / SOCKET_NAME) if settings.mode == "run" else []
+        launched = runs_launcher(self._argv)
+        # The bridge's control socket, when TDM runs through our launcher (else it takes no calls).
+        self.control_path = self.data_dir / SOCKET_NAME if launched else None
         # Through the launcher, one SIGTERM however often the kernel sends it (see pdeathsig).
-        launched = len(self._argv) > 1 and self._argv[1] == str(LAUNCHER_PATH)
         self._death_signal = die_with_parent(RELAY_SIGNAL if launched else signal.SIGTERM)
         self._lifecycle = Lifecycle(settings.backoff, random.Random(), settings.stop_timeout)
         self._lock = threading.RLock()  # the lifecycle and everything below
@@ -653,6 +657,10 @@ class Supervisor:
             adopted=lc.adopted,
             last_exit_cause=self._exit_cause,
             notice=self._notice,
+            next_start_time=(
+                time.time() + max(0.0, lc.start_at - time.monotonic())
+                if lc.state is State.BACKOFF and lc.start_at is not None else None
+            ),
         )
 
     def _publish(self) -> None:
