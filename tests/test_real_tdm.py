@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 from conftest import sample, wait_until
+from helpers import expect, headless_chromium
 from realtdm import MOCK_GAME, SHARED, real_tdm, tdm_runtime  # noqa: F401  (fixtures)
 
 from exporter.lockfile import lock_holder
@@ -128,7 +130,12 @@ def test_fresh_start_waits_for_a_login_and_tdm_cannot_open_a_browser(real_tdm, t
     assert opened.stdout.strip() == "true"  # the harmless BROWSER, not one of the browsers on PATH
 
 
-def test_fatal_error_stops_tdm_without_sigkill_and_tells_why(real_tdm):
+@pytest.fixture(scope="module")
+def browser():
+    yield from headless_chromium("the status page of a real TDM")
+
+
+def test_fatal_error_stops_tdm_without_sigkill_and_tells_why(real_tdm, browser):
     tdm = real_tdm(proxy="407", miner=ONE_EXIT)
     (exited,) = wait_until(lambda: tdm.supervisor_events("exited"), 60, what="TDM's exit after its fatal error")
     # Issue 11.2: terminated after the fatal error, TDM dies of SIGTERM (143), not of SIGKILL (137).
@@ -147,6 +154,14 @@ def test_fatal_error_stops_tdm_without_sigkill_and_tells_why(real_tdm):
     assert sample(metrics, "tdm_miner_exits_total", code="143", meaning="killed by SIGTERM") == 1
     assert sample(metrics, "tdm_miner_restarts_total", reason="terminated") == 1
     assert "did not stop within" not in tdm.output()
+    # ... and on the page: "Last exit: 143 (killed by SIGTERM): aiohttp...ClientHttpProxyError: 407, ..."
+    page = browser.new_page()
+    try:
+        page.goto(tdm.url + "/")
+        expect(page.locator("#last-exit")).to_contain_text("ClientHttpProxyError", timeout=15_000)
+        assert page.locator("#last-exit").text_content().startswith("143 (killed by SIGTERM): ")
+    finally:
+        page.close()
 
 
 def test_critical_task_crash_is_restarted_without_sigkill(real_tdm):
