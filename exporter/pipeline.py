@@ -20,6 +20,7 @@ from .inventory import InventoryState
 from .framing import DEFAULT_MAX_RECORD_BYTES, DEFAULT_QUIET_SECONDS, Batch, Framer, Record
 from .patterns import PatternSet
 from .state import MinerState, Snapshot
+from .positions import Position
 from .tailer import Data, Reset, TailSet
 from .timestamps import LocalClock
 
@@ -192,6 +193,8 @@ class Pipeline:
             self.handler.state.restore(totals, saved.get("miner"))
             self.handler.state.inventory = InventoryState()  # a rollback forgets what was not committed
             self.handler.state.inventory.restore(saved.get("bridge"))
+        # What the store holds now: a commit writes only what differs from it.
+        self._committed = _Committed(dict(positions), self.handler.state.totals(), self.handler.state.to_json())
         self._saved_inventory = self.handler.state.inventory.revision
         return TailSet(self._sources, positions, start_at=self._start_at)
 
@@ -305,24 +308,43 @@ class Pipeline:
         return bool(errors)
 
     def _commit(self) -> None:
+        """Store the events, and the positions, totals and state that differ from the last commit
+        (at rest only a few counters move: rewriting every row cost more than the records)."""
         events = self.handler.take_events()
         if self.store is None:
             return
-        positions = []
+        committed = self._committed
+        positions = {}
         for key, tail in self.tails.items():
             framer = self._framers.get(key)
             position = tail.position_at(framer.offset) if framer is not None else tail.position()
-            if position is not None:
-                positions.append(position)
+            if position is not None and committed.positions.get(key) != position:
+                positions[key] = position
         state = self.handler.state
-        saved = {"miner": state.to_json()}
+        totals = state.totals()
+        changed = {key: value for key, value in totals.items() if committed.totals.get(key) != value}
+        miner = state.to_json()
+        rows = {"miner": miner} if miner != committed.state else {}
         if state.inventory.revision != self._saved_inventory:  # it can be large: saved when it moved
-            saved["bridge"] = state.inventory.to_json()
-        self.store.commit(events, positions, state.totals(), saved)
+            rows["bridge"] = state.inventory.to_json()
+        if not (events or positions or changed or rows):
+            return
+        self.store.commit(events, positions.values(), changed, rows)
+        committed.positions.update(positions)
+        committed.totals, committed.state = totals, miner
         self._saved_inventory = state.inventory.revision
 
     def close(self) -> None:
         self.tails.close()
+
+
+@dataclass
+class _Committed:
+    """What the last commit left in the store."""
+
+    positions: dict[str, Position]
+    totals: dict
+    state: str
 
 
 def _describe(error: OSError) -> str:

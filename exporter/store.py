@@ -30,6 +30,10 @@ from .positions import Position
 Labels = tuple[tuple[str, str], ...]
 
 MAX_QUERY_LIMIT = 1000
+# SQLite's memory: each connection's page cache is capped (its default, 2 MB, was filled over hours
+# and never given back), and the WAL is truncated after each checkpoint (every ~1000 pages).
+CACHE_KIB = 1024
+WAL_SIZE_LIMIT = 4 << 20
 PRUNE_BATCH = 5000  # rows per delete transaction, so a prune never holds the write lock for long
 _KINDS = {kind.value: kind for kind in EventKind}
 
@@ -107,6 +111,7 @@ class Store:
                 # loss or an OS crash can lose the last few transactions, and whole transactions
                 # go: the database stays consistent.
                 writer.execute("PRAGMA synchronous = NORMAL")
+                writer.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
                 _migrate(writer, path)
                 reader = _connect(path, busy_timeout)
                 reader.execute("PRAGMA query_only = ON")
@@ -280,7 +285,10 @@ class Store:
 def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     # isolation_level=None turns off sqlite3's implicit transactions; we BEGIN and COMMIT ourselves.
     # timeout= is SQLite's busy_timeout.
-    return sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")  # negative: KiB, not pages
+    conn.execute("PRAGMA temp_store = FILE")  # sorts for big queries spill to disk, not to memory
+    return conn
 
 
 @contextlib.contextmanager
