@@ -54,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--scenario", default="happy", choices=("happy", "flaky", "crash", "terminated", "stall", "login-required"))
     demo.add_argument("--web.listen-address", dest="listen_address", default="127.0.0.1:9797")
     demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)")
+    demo.add_argument("--config.file", dest="config_file", type=Path, help="takes its notify: section, to try notifications")
+
+    notify = commands.add_parser("notify", help="notifications: `notify test` sends a test message to every URL")
+    notify.add_argument("action", choices=("test",))
+    notify.add_argument("--config.file", dest="config_file", type=Path, help=f"default {DEFAULT_CONFIG_FILE}")
 
     config_cli.add_parser(commands)
     login_cli.add_parser(commands)
@@ -108,7 +113,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(args.scenario, args.listen_address, args.speed)
+    notify = load_config(args.config_file).notify if args.config_file is not None else ()
+    return run_demo(args.scenario, args.listen_address, args.speed, notify)
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    """`notify test`: one line per URL (masked); exit 1 when any failed."""
+    from .notify import Notifier
+    from .notify_rules import NotifyRules
+
+    config = _config(args.config_file)
+    if not config.notify:
+        raise UsageError("notify test: the config has no notify: section (a list of {urls, events, min_interval})")
+    results = Notifier(config.notify, NotifyRules()).test()
+    for result in results:
+        print(f"{result['channel']}: {'ok' if result['ok'] else 'failed: ' + str(result['error'])}")
+    return 0 if all(result["ok"] for result in results) else 1
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -139,6 +159,7 @@ COMMANDS = {
     "events": cmd_events,
     "config": config_cli.run,
     "login": cmd_login,
+    "notify": cmd_notify,
 }
 
 

@@ -18,6 +18,8 @@ from . import yamlfile
 from .capture import CAPTURED_OUTPUT
 from .framing import DEFAULT_MAX_RECORD_BYTES
 from .lifecycle import BackoffPolicy
+from .notify_rules import EVENTS as NOTIFY_EVENTS
+from .notify_send import check_url as check_apprise_url, mask as mask_url
 from .redaction import redact
 from .timestamps import zone
 
@@ -98,6 +100,20 @@ class SessionConfig:
 
 
 @dataclass(frozen=True)
+class NotifyChannel:
+    urls: tuple[str, ...] = field(default=(), repr=False)  # Apprise URLs: they carry tokens, never shown
+    events: tuple[str, ...] = NOTIFY_EVENTS
+    min_interval: float = 300.0  # a repeating event goes to this channel at most this often
+
+    def __post_init__(self) -> None:
+        if not self.urls:
+            raise ValueError("urls: expected at least one Apprise URL")
+
+    def masked(self) -> dict[str, Any]:
+        return {"urls": [mask_url(url) for url in self.urls], "events": list(self.events), "min_interval": self.min_interval}
+
+
+@dataclass(frozen=True)
 class Config:
     miner: MinerConfig = field(default_factory=MinerConfig)
     settings: Mapping[str, Any] = field(default_factory=dict)  # only the TDM settings the user set
@@ -105,6 +121,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     web: WebConfig = field(default_factory=WebConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
+    notify: tuple[NotifyChannel, ...] = ()
 
     @property
     def data_dir(self) -> Path:
@@ -344,6 +361,18 @@ def _validate_url(value: Any, path: Path_, ctx: Context) -> Any:
     return text.rstrip("/")
 
 
+_apprise_url = _string_that(check_apprise_url)
+
+
+def _notify(value: Any, path: Path_, ctx: Context) -> Any:
+    """A list of channels: {urls: [Apprise URLs], events: [...], min_interval: 5m}."""
+    channel = _section(
+        {"urls": _list_of(_apprise_url), "events": _list_of(_one_of(*NOTIFY_EVENTS)), "min_interval": _duration},
+        NotifyChannel,
+    )
+    return _list_of(channel)(value if value is not None else [], path, ctx)
+
+
 def _section(schema: Mapping[str, Converter], build: Callable[..., Any]) -> Converter:
     def convert(value: Any, path: Path_, ctx: Context) -> Any:
         if value is None:
@@ -461,6 +490,7 @@ SCHEMA: dict[str, Converter] = {
         },
         SessionConfig,
     ),
+    "notify": _notify,
 }
 
 

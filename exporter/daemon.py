@@ -21,14 +21,21 @@ from .bridge_link import BridgeLink
 from .bridge_metrics import BridgeCollector
 from .bridge_web import current_mining_fields, status_fields
 from .config import Config, ConfigError
+from .console_web import Console
 from .events import Event, EventKind, audit_event
+from .history import History
 from .housekeeping import Housekeeping, terminated_while_up
 from .http import Server
 from .metrics import ExporterCollector, ExporterHealth, StateCollector, SupervisorCollector
+from .notify import Notifier, NotifyCollector, Observation
+from .notify_rules import NotifyRules, RuleSettings
 from .patterns import PatternSet
 from .pipeline import Follower, Pipeline, RecordHandler
 from .reloading import Candidate, build_patterns, config_changes, load_candidate, load_web, refusal
 from .session_check import SessionChecker
+from .settings_editor import SettingsEditor
+from .settings_file import SettingsUnreadable, TdmSettings
+from .settings_file import load as load_tdm_settings
 from .settings_sync import SettingsSync
 from .state import MinerState, Snapshot
 from .status import ConfigState, effective, miner_status
@@ -68,6 +75,8 @@ class Daemon:
             config_file=config_file,
             snapshot=self.snapshot,
             bridge=lambda: self.bridge_link,
+            notifier=lambda: self.notifier,
+            console=self._console(config_file),
         )
         patterns = build_patterns(config.logs.patterns)
         try:
@@ -89,17 +98,31 @@ class Daemon:
         self.pipeline = self._pipeline(config, patterns)
         self.follower = self._follower()
         self.session_checker = self._session_checker()
+        self.notifier = self._notifier()
         self.housekeeping = Housekeeping(self)
         registry.register(StateCollector(self.snapshot))
         registry.register(SupervisorCollector(self._supervisor_status))
         registry.register(ExporterCollector(self.health))
         registry.register(BridgeCollector(lambda: self.bridge_link, self._running))
+        registry.register(NotifyCollector(lambda: self.notifier))
 
     # -- parts --------------------------------------------------------------------------------
 
+    def _console(self, config_file: Path | None) -> Console:
+        editor = SettingsEditor(
+            config_file, lambda: self.config, self._tdm_settings, self._known_games,
+            lambda action, fields: self.record(action, fields, EventKind.CONFIG_CHANGE), self.reload,
+        )
+        return Console(editor, History(lambda: self.config.store_file), self._current_drop, self._known_games,
+                       lambda: self.web is not None and bool(self.web.users))
+
     def _pipeline(self, config: Config, patterns: PatternSet) -> Pipeline:
         state = MinerState(login_timeout=config.session.login_timeout)
-        handler = RecordHandler(patterns, LocalClock(zone(config.logs.timezone)), state, listeners=[self._react])
+        def tell_notifier(event: Event) -> None:
+            self.notifier.on_event(event, state.known_games, state.drop)
+
+        listeners = [self._react, tell_notifier]
+        handler = RecordHandler(patterns, LocalClock(zone(config.logs.timezone)), state, listeners=listeners)
         return Pipeline(config.log_sources(), handler, self.store, config.logs.start_at, config.logs.max_record_bytes)
 
     def _follower(self) -> Follower:
@@ -122,11 +145,23 @@ class Daemon:
         session = self.config.session
         return SessionChecker(self.config.miner.dir / "cookies.jar", session.validate_url, session.validate_interval)
 
+    def _notifier(self) -> Notifier:
+        settings = RuleSettings(
+            stalled_after=self.config.miner.restart_on_stall or RuleSettings.stalled_after,
+            priority=tuple(self.config.settings.get("priority", ())),
+        )
+        return Notifier(self.config.notify, NotifyRules(settings), self.store, self._observe)
+
+    def _observe(self) -> Observation:
+        # login and campaigns come with the bridge (issue 12): its status `login`, its campaign list.
+        return Observation(self.pipeline.snapshot(), self._supervisor_status())
+
     # -- start and stop -----------------------------------------------------------------------
 
     def start(self) -> None:
         if self.supervisor is not None:
             self.supervisor.start()  # first: it creates the captured-output file the pipeline follows
+        self.notifier.start()  # before the follower: it is told of the events
         self.follower.start()
         self.housekeeping.start()
         self.listener.start()
@@ -146,6 +181,7 @@ class Daemon:
         if self.supervisor is not None:
             self.supervisor.stop()
         self.follower.stop()
+        self.notifier.stop()
         self.pipeline.close()
         self.store.close()
 
@@ -168,6 +204,22 @@ class Daemon:
         self.record(action, {"source": "miner_start", **fields}, EventKind.CONFIG_CHANGE)
 
     # -- snapshots ------------------------------------------------------------------------------
+
+    def _tdm_settings(self) -> TdmSettings | None:
+        """What TDM's settings.json holds now (keys the YAML does not set keep TDM's own value)."""
+        if self.config.miner.dir is None:
+            return None
+        try:
+            return load_tdm_settings(self.config.miner.dir)
+        except (SettingsUnreadable, OSError):
+            return None
+
+    def _known_games(self) -> list[str]:
+        return list(self.pipeline.handler.state.known_games)
+
+    def _current_drop(self) -> tuple[str | None, str | None]:
+        drop = self.pipeline.snapshot().drop
+        return (drop.name, drop.game) if drop is not None else (None, None)
 
     def _supervisor_status(self):
         return self.supervisor.status() if self.supervisor is not None else None
@@ -267,6 +319,10 @@ class Daemon:
                 self.supervisor.restart("config")  # stop, write settings.json while TDM is down, start
         if "session" in sections:
             self.session_checker = self._session_checker()
+        if {"notify", "settings", "miner", "storage"} & sections:  # channels, priority games, stall time, store
+            self.notifier.stop()
+            self.notifier = self._notifier()
+            self.notifier.start()
         if server is not None:
             self.web = candidate.web
             if "web.listen_address" in changes:

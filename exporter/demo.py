@@ -7,12 +7,14 @@ and the config writer sets its priority list. Ctrl-C stops everything and remove
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
-from .config import Config, MinerConfig, StorageConfig, WebConfig
+from .config import Config, MinerConfig, NotifyChannel, StorageConfig, WebConfig, load_config
 from .lifecycle import BackoffPolicy
 
 SIMULATOR_MAIN = Path(__file__).with_name("simulator") / "main.py"
@@ -42,12 +44,50 @@ def demo_config(workdir: Path, scenario: str, speed: float, listen_address: str)
     )
 
 
-def run_demo(scenario: str, listen_address: str, speed: float) -> int:
+def write_config_file(path: Path, config: Config) -> Config:
+    """The demo's config as a YAML file, so the web console's settings editor has a file to edit; the
+    config the daemon runs is read back from it, as `run --config.file` would."""
+    miner, backoff = config.miner, config.miner.backoff
+    lines = [
+        "# Written by `twitchminert demo`; the web console's settings editor edits it.",
+        "miner:",
+        f"  dir: {json.dumps(str(miner.dir))}",
+        f"  command: {json.dumps(list(miner.command))}",
+        f"  display: {miner.display}",
+        f"  stop_timeout: {miner.stop_timeout:g}s",
+        f"  restart_on_terminated: {json.dumps(miner.restart_on_terminated)}",
+        "  backoff:",
+        *(f"    {key}: {getattr(backoff, key):g}s" for key in ("initial", "max", "healthy_after", "window")),
+        f"    max_restarts: {backoff.max_restarts}",
+        "settings:",
+        "  # Mined in this order; edit it on the Settings tab.",
+        f"  priority: {json.dumps(list(config.settings['priority']))}",
+        f"  priority_mode: {config.settings['priority_mode']}",
+        "storage:",
+        f"  path: {json.dumps(str(config.storage.path))}",
+        "web:",
+        f"  listen_address: {json.dumps(config.web.listen_address)}",
+    ]
+    if config.notify:  # the user's channels (`demo --config.file`), kept over the editor's reloads
+        lines.append("notify:")
+        for channel in config.notify:
+            lines += [
+                f"  - urls: {json.dumps(list(channel.urls))}",
+                f"    events: {json.dumps(list(channel.events))}",
+                f"    min_interval: {channel.min_interval:g}s",
+            ]
+    path.write_text("\n".join(lines) + "\n")
+    return load_config(path)
+
+
+def run_demo(scenario: str, listen_address: str, speed: float, notify: tuple[NotifyChannel, ...] = ()) -> int:
+    """`notify`: channels from the user's config (`demo --config.file`), to try notifications on the simulator."""
     from .service import run
 
     workdir = Path(tempfile.mkdtemp(prefix="twitchminert-demo-"))
     try:
-        config = demo_config(workdir, scenario, speed, listen_address)
+        config_file = workdir / "twitchminert.yaml"
+        config = write_config_file(config_file, replace(demo_config(workdir, scenario, speed, listen_address), notify=tuple(notify)))
 
         def announce(daemon) -> None:
             base = f"{daemon.server.scheme}://{daemon.server.host}:{daemon.server.port}"
@@ -57,10 +97,11 @@ def run_demo(scenario: str, listen_address: str, speed: float) -> int:
                 f"  metrics:      {base}/metrics\n"
                 f"  status JSON:  {base}/api/miner/status\n"
                 f"  events:       {base}/api/events\n"
+                f"  config file:  {config_file} (the page's Settings tab edits it)\n"
                 "Press Ctrl-C to stop.",
                 flush=True,
             )
 
-        return run(config, listen_address, on_started=announce)
+        return run(config, listen_address, config_file, on_started=announce)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

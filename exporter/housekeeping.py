@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from loguru import logger
 
 from .cookies import JarInfo, read_jar
-from .events import Event, EventKind
+from .events import Event, stops_mining
 from .state import Snapshot
 
 if TYPE_CHECKING:
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 TICK_SECONDS = 1.0
 COOKIES_EVERY = 10.0
 PRUNE_EVERY = 600.0
-# Events after which TDM stops mining but stays alive ("Application Terminated").
-TERMINATING = frozenset({EventKind.FATAL_ERROR, EventKind.APPLICATION_TERMINATED})
 
 
 def stall_due(snapshot: Snapshot, status: SupervisorStatus | None, now: float, limit: float | None) -> bool:
@@ -48,9 +46,8 @@ def stall_due(snapshot: Snapshot, status: SupervisorStatus | None, now: float, l
 
 def terminated_while_up(event: Event, status: SupervisorStatus) -> bool:
     """True when the running TDM process said it stopped mining (it stays alive until its window closes)."""
-    terminated = event.kind in TERMINATING or (event.kind is EventKind.TASK_CRASH and event.fields.get("critical"))
     # log.txt is appended across runs: only what the running process said counts.
-    return bool(terminated) and status.up and status.start_time is not None and event.time >= status.start_time - 1.0
+    return stops_mining(event) and status.up and status.start_time is not None and event.time >= status.start_time - 1.0
 
 
 def cpu_percent(previous: tuple[float, float] | None, now: float, cpu_seconds: float) -> float | None:

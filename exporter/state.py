@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .events import Event, EventKind
 from .exit_cause import last_exception
@@ -338,9 +338,7 @@ class MinerState:
         del self.known_games[: max(0, len(self.known_games) - KNOWN_GAMES_LIMIT)]
 
     def _game_of_claim(self, text: str) -> str:
-        # "Claimed drop: <game> <rewards> (n/total)": the game is whichever known game prefixes it.
-        candidates = [g for g in self.known_games if text == g or text.startswith(g + " ")]
-        return max(candidates, key=len) if candidates else "unknown"
+        return game_of_claim(text, self.known_games)
 
     # -- outputs ---------------------------------------------------------------------------
 
@@ -424,6 +422,12 @@ def _error_line(message: str) -> str:
     first = message.split("\n", 1)[0]
     cause = last_exception(message)
     return f"{first.rstrip(':')}: {cause}" if cause else first
+
+
+def game_of_claim(text: str, known_games: Sequence[str]) -> str:
+    """"Claimed drop: <game> <rewards> (n/total)": the game is whichever known game prefixes it."""
+    candidates = [g for g in known_games if text == g or text.startswith(g + " ")]
+    return max(candidates, key=len) if candidates else "unknown"
 
 
 def _local_midnight(now: float) -> float:

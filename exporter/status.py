@@ -95,6 +95,7 @@ def _supervisor(status: SupervisorStatus | None) -> dict[str, Any] | None:
         "last_exit_cause": status.last_exit_cause[1] if status.last_exit_cause else None,
         "adopted": status.adopted,
         "notice": status.notice,
+        "next_start_time": status.next_start_time,
     }
 
 

@@ -97,6 +97,7 @@ class SupervisorStatus:
     # (wall clock, the traceback line that ended the last run, and what to do about it); None: no traceback
     last_exit_cause: tuple[float, str] | None = None
     notice: str | None = None  # something the user should know (settings.json held back, ...)
+    next_start_time: float | None = None  # wall clock; BACKOFF: when the miner is started again
 
     @property
     def up(self) -> bool:
@@ -656,6 +657,10 @@ class Supervisor:
             adopted=lc.adopted,
             last_exit_cause=self._exit_cause,
             notice=self._notice,
+            next_start_time=(
+                time.time() + max(0.0, lc.start_at - time.monotonic())
+                if lc.state is State.BACKOFF and lc.start_at is not None else None
+            ),
         )
 
     def _publish(self) -> None:

@@ -25,13 +25,17 @@ from loguru import logger
 
 from . import __version__, bridge_web
 from .config import parse_listen_address
+from . import console_web
 from .http import Request, Response, Route, Server, json_response, text
 from .metrics import exposition
+from . import notify
 
 if TYPE_CHECKING:
     from .bridge_link import BridgeLink
     from .config import Config
     from .state import Snapshot
+    from .notify import Notifier
+    from .console_web import Console
     from .store import Store
     from .supervisor import Supervisor
     from .webconfig import WebConfig
@@ -57,6 +61,8 @@ class WebContext:
     config_file: Path | None = None  # the file reloads read; None: started without one
     snapshot: Callable[[], "Snapshot"] | None = None  # the bridge's handlers: TDM's own picture
     bridge: Callable[[], "BridgeLink"] | None = None  # the bridge's handlers: calls to TDM's launcher
+    notifier: Callable[[], "Notifier | None"] = lambda: None  # None: notifications not wired
+    console: "Console | None" = None  # the web console's settings editor and history
 
 
 Handler = Callable[[WebContext, Request], Response]
@@ -155,6 +161,12 @@ ROUTES: dict[str, Endpoint] = {
     "/api/games": Endpoint(GET, bridge_web.games),
     "/api/miner/login": Endpoint(POST, bridge_web.press_login),
     "/api/miner/reload": Endpoint(POST, bridge_web.press_reload),
+    "/api/notifications": Endpoint(GET, notify.notifications),
+    "/api/notify/test": Endpoint(POST, notify.notify_test),
+    "/api/settings": Endpoint(GET | PUT, console_web.settings),
+    "/api/history/events": Endpoint(GET, console_web.history_events),
+    "/api/history/claims": Endpoint(GET, console_web.history_claims),
+    "/api/history/stats": Endpoint(GET, console_web.history_stats),
 }
 
 

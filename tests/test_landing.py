@@ -55,6 +55,9 @@ class Canned:
         self.status = load_sample("happy")
         self.events = load_sample("events")
         self.event_queries: list[dict[str, list[str]]] = []
+        self.routes: dict[str, tuple[int, object]] = {}  # other GET routes: path -> (status, JSON)
+        self.post_answers: dict[str, tuple[int, object]] = {}  # POST routes: path -> (status, JSON)
+        self.posts: list[tuple[str, dict[str, str], bytes]] = []  # (path, headers, body) of each POST
 
     def set(self, **changes) -> None:
         with self.lock:
@@ -78,8 +81,22 @@ class FakeExporter:
                     elif url.path == "/api/events":
                         canned.event_queries.append(parse_qs(url.query))
                         self._send(200, json.dumps(canned.events).encode(), "application/json")
+                    elif url.path in canned.routes:
+                        code, answer = canned.routes[url.path]
+                        self._send(code, json.dumps(answer).encode(), "application/json")
                     else:
                         self._send(404, b"not found\n", "text/plain")
+
+            def do_POST(self) -> None:
+                url = urlsplit(self.path)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with canned.lock:
+                    canned.posts.append((url.path, dict(self.headers.items()), body))
+                    code, answer = canned.post_answers.get(url.path, (404, {"error": "not found"}))
+                    on_post = getattr(canned, "on_post", None)
+                    if on_post is not None:
+                        on_post(url.path)
+                self._send(code, json.dumps(answer).encode(), "application/json")
 
             def _send(self, code: int, body: bytes, content_type: str) -> None:
                 self.send_response(code)
@@ -470,3 +487,197 @@ def test_csp_hash_matches_the_inline_script():
 
 
 # The samples' shape is checked against what the code answers in tests/test_golden.py.
+
+
+# --- the bridge's views, on canned answers in the API shapes of issue 12 --------------------------
+
+HOUR = 3600.0
+CAMPAIGNS = [
+    {"id": "c2", "name": "Other Event", "game": "Other Game", "status": "active", "linked": False,
+     "link_url": "https://www.twitch.tv/drops/link-other", "starts_at": NOW - 24 * HOUR, "ends_at": NOW + 72 * HOUR,
+     "drops": [{"id": "d3", "name": "Sword", "required_minutes": 60, "current_minutes": 0, "confirmed_minutes": 0,
+                "claimed": False, "can_claim": False, "rewards": ["Sword"]}]},
+    {"id": "c1", "name": "Season 1", "game": "Sim Game", "status": "active", "linked": True,
+     "link_url": "https://www.twitch.tv/drops/link-sim", "starts_at": NOW - 48 * HOUR, "ends_at": NOW + 5 * HOUR,
+     "drops": [{"id": "d1", "name": "First Hat", "required_minutes": 10, "current_minutes": 10, "confirmed_minutes": 10,
+                "claimed": True, "can_claim": False, "rewards": ["Hat"]},
+               {"id": "d2", "name": "Sim Drop", "required_minutes": 10, "current_minutes": 4, "confirmed_minutes": 3,
+                "claimed": False, "can_claim": False, "rewards": ["Cape", "Badge"]}]},
+    {"id": "c3", "name": "Next Season", "game": "Sim Game", "status": "upcoming", "linked": True, "link_url": None,
+     "starts_at": NOW + 30 * HOUR, "ends_at": NOW + 300 * HOUR, "drops": []},
+    {"id": "c4", "name": "Old Event", "game": "Other Game", "status": "expired", "linked": True, "link_url": None,
+     "starts_at": NOW - 300 * HOUR, "ends_at": NOW - 30 * HOUR, "drops": []},
+]
+CHANNELS = [
+    {"name": "QuietOne", "online": False, "game": None, "drops_enabled": False, "viewers": None, "watching": False, "acl_based": False},
+    {"name": "BigStreamer", "online": True, "game": "Sim Game", "drops_enabled": True, "viewers": 5400, "watching": False, "acl_based": False},
+    {"name": "SimStreamer1", "online": True, "game": "Sim Game", "drops_enabled": True, "viewers": 120, "watching": True, "acl_based": True},
+]
+SETTINGS = {"editable": True, "reason": None, "file": "/etc/twitchminert.yaml",
+            "settings": {"priority": ["Sim Game"], "exclude": [], "priority_mode": "priority_only", "proxy": "",
+                         "connection_quality": 1, "language": "English", "dark_mode": False, "tray_notifications": True,
+                         "autostart_tray": False, "enable_badges_emotes": False, "available_drops_check": False},
+            "configured": ["priority"], "games": ["Other Game", "Sim Game"]}
+
+
+def bridged(sample: str = "happy", **login) -> dict:
+    """A status sample with the bridge's fields."""
+    data = load_sample(sample)
+    data["current_mining"].update(campaign_id="c1", campaign="Season 1", confirmed_minutes=3, estimated_minutes=1)
+    data.update(
+        login={"state": "logged_in", "user_id": "12345678", "user_code": None, "activation_url": None,
+               "code_expires_at": None, "can_press_login": False, **login},
+        bridge={"connected": True, "capabilities": {"login": "supported", "reload": "supported"}},
+        display=":99", channels_monitored=len(CHANNELS), pending_drops=2, claimed_drops=1,
+    )
+    return data
+
+
+@pytest.fixture
+def bridge(canned):
+    canned.set(status=bridged(), routes={"/api/campaigns": (200, CAMPAIGNS), "/api/channels": (200, CHANNELS),
+                                         "/api/games": (200, ["Sim Game", "Other Game"]), "/api/settings": (200, SETTINGS)})
+    return canned
+
+
+def test_campaign_cards_show_progress_apart_claims_rewards_and_filter(page, site, bridge):
+    page.goto(site.url + "/#campaigns")
+    cards = page.locator("[data-testid=campaign-card]")
+    expect(cards).to_have_count(2)  # active ones by default
+    current = cards.nth(0)  # the campaign being mined comes first, highlighted
+    assert current.get_attribute("data-id") == "c1" and current.get_attribute("data-current") == "true"
+    assert cards.nth(1).get_attribute("data-current") == "false"
+    drop = current.locator('.drop[data-current="true"]')
+    expect(drop).to_have_count(1)
+    assert drop.locator(".drop-name").text_content() == "Sim Drop"
+    assert drop.locator(".bar-text").text_content() == "4 / 10 min (3 confirmed + 1 estimated)"
+    widths = drop.locator(".bar > div").evaluate_all("bars => bars.map(b => b.className + ' ' + b.style.width)")
+    assert widths == ["confirmed 30%", "estimated 10%"]
+    assert drop.locator(".rewards").text_content() == "Rewards: Cape, Badge"
+    claimed = current.locator('.drop[data-claimed="true"]')
+    assert claimed.locator(".drop-name").text_content() == "First Hat"
+    assert claimed.locator("[data-testid=claimed-badge]").text_content() == "claimed"
+    assert "ends in 5 h 0 min" in current.locator(".meta").text_content()
+    other = cards.nth(1)
+    assert "not linked" in other.locator(".meta").text_content()
+    assert other.locator(".meta a").get_attribute("href") == "https://www.twitch.tv/drops/link-other"
+
+    page.locator("#campaign-status").select_option("upcoming")
+    expect(cards).to_have_count(1)
+    assert "starts in 1 d 6 h" in cards.nth(0).locator(".meta").text_content()
+    page.locator("#campaign-status").select_option("")
+    expect(cards).to_have_count(4)
+    page.locator("#campaign-linked").check()
+    expect(cards).to_have_count(3)
+    page.locator("#campaign-priority").check()  # Sim Game is the priority list
+    expect(cards).to_have_count(2)
+    assert cards.evaluate_all("cards => cards.map(c => c.dataset.id)") == ["c1", "c3"]
+
+
+def test_reload_campaigns_posts_json_and_says_so(page, site, bridge):
+    bridge.set(post_answers={"/api/miner/reload": (202, {"status": "reloading"})})
+    page.goto(site.url + "/#campaigns")
+    expect(page.locator("[data-testid=campaign-card]").first).to_be_visible()
+    page.locator("[data-testid=reload-campaigns]").click()
+    expect(page.locator("#campaigns-result")).to_contain_text("fetching its campaigns again")
+    path, headers, body = bridge.posts[0]
+    assert path == "/api/miner/reload" and headers["Content-Type"] == "application/json" and json.loads(body) == {}
+
+
+def test_channels_count_and_the_watched_one_first(page, site, bridge):
+    page.goto(site.url + "/#channels")
+    rows = page.locator("[data-testid=channel-row]")
+    expect(rows).to_have_count(3)
+    assert rows.evaluate_all("rows => rows.map(r => r.cells[0].textContent)") == ["SimStreamer1 watching", "BigStreamer", "QuietOne"]
+    assert rows.nth(0).get_attribute("data-watching") == "true"
+    assert [rows.nth(i).locator("td").nth(1).text_content() for i in range(3)] == ["online", "online", "offline"]
+    assert rows.nth(1).locator("td").nth(3).text_content() == "5,400"
+    assert rows.nth(0).locator("td").nth(4).text_content() == "yes (ACL)"
+    assert text(page, "#channels-summary") == "3 channels monitored · 2 online"
+
+
+def test_login_button_then_code_with_link_and_countdown_then_logged_in(page, site, bridge):
+    waiting = bridged("login_required", state="login_required", user_id=None, can_press_login=True)
+    code = bridged("login_required", state="code_shown", user_id=None, user_code="WXYZ-2345",
+                   activation_url="https://www.twitch.tv/activate", code_expires_at=NOW + 1800, can_press_login=False)
+
+    def on_post(path: str) -> None:  # runs under canned.lock: assign, do not call set()
+        if path == "/api/miner/login":
+            bridge.status = code
+
+    bridge.set(status=waiting, post_answers={"/api/miner/login": (202, {"status": "pressed"})}, on_post=on_post)
+    open_page(page, site, "login_required")
+    button = page.locator("[data-testid=login-button]")
+    expect(button).to_be_visible()
+    assert "TDM's window" not in text(page, "#status-detail") and "Log in below" in text(page, "#status-detail")
+    assert page.locator("#login-help").is_hidden()
+    button.click()
+    expect(page.locator("[data-testid=login-code]")).to_have_text("WXYZ-2345")
+    link = page.locator("[data-testid=login-activate-link]")
+    assert link.get_attribute("href") == "https://www.twitch.tv/activate"
+    assert link.get_attribute("rel") == "noopener noreferrer"
+    expect(page.locator("[data-testid=login-countdown]")).to_have_text("The code expires in 30 min.")
+    path, headers, body = bridge.posts[0]
+    assert path == "/api/miner/login" and headers["Content-Type"] == "application/json"
+
+    bridge.set(status=bridged(user_id="12345678"))
+    expect(page.locator("[data-testid=login-user]")).to_have_text("Logged in as 12345678", timeout=WITHIN_REFRESH_MS)
+    expect(page.locator("[data-testid=login-code]")).to_have_count(0)
+
+
+def test_login_not_waiting_says_so(page, site, bridge):
+    bridge.set(status=bridged("login_required", state="login_required", user_id=None, can_press_login=True),
+               post_answers={"/api/miner/login": (409, {"error": "no login is waiting"})})
+    open_page(page, site, "login_required")
+    page.locator("[data-testid=login-button]").click()
+    expect(page.locator("#login-result")).to_have_text("TDM is not waiting for a login right now.")
+
+
+def test_supervision_restart_posts_json_and_backoff_shows_the_next_start(page, site, canned):
+    down = load_sample("down")
+    down["supervisor"].update(state="backoff", next_start_time=NOW + 42, failure=None, mode="run")
+    canned.set(status=down, post_answers={"/-/restart": (200, "restarting")})
+    open_page(page, site, "down")
+    assert text(page, "#next-start") == f"{local_clock(NOW + 42)} (in 42 s)"
+    assert "Next start in 42 s" in text(page, "#status-detail")
+    page.locator("[data-testid=restart-button]").click()
+    expect(page.locator("#supervise-result")).to_have_text("Restart: restarting")
+    path, headers, body = canned.posts[0]
+    assert path == "/-/restart" and headers["Content-Type"] == "application/json"
+
+
+def test_notifications_panel_hidden_without_the_route_and_masked_with_it(browser, site, canned):
+    context, page, problems = _new_page(browser)
+    try:
+        open_page(page, site, "mining")
+        assert page.locator("[data-testid=notifications]").is_hidden()  # 404: this daemon has none
+    finally:
+        context.close()
+    canned.set(routes={"/api/notifications": (200, {
+        "channels": [{"urls": ["discord://****", "ntfy://****"], "events": ["drop_claimed", "miner_down"], "min_interval": 300}],
+        "recent": [{"time": NOW - 60, "event": "drop_claimed", "result": "sent", "channel": "discord://****", "message": "Claimed Sim Drop"},
+                   {"time": NOW - 30, "event": "miner_down", "result": "failed", "channel": "ntfy://****", "message": "TDM is down"}],
+    })})
+    context, page, problems = _new_page(browser)
+    try:
+        open_page(page, site, "mining")
+        panel = page.locator("[data-testid=notifications]")
+        expect(panel).to_be_visible()
+        assert "discord://****, ntfy://****" in panel.text_content()
+        assert "at most once per 5 min per event" in panel.text_content()
+        rows = page.locator("#notify-recent tr")
+        expect(rows).to_have_count(2)
+        assert rows.nth(0).locator(".badge").text_content() == "failed"  # newest first
+    finally:
+        context.close()
+    assert not [p for p in problems if "404" not in p], problems
+
+
+def test_settings_without_a_config_file_say_why_and_cannot_save(page, site, bridge):
+    bridge.set(routes={**bridge.routes, "/api/settings": (200, {**SETTINGS, "editable": False, "file": None,
+                                                                "reason": "the daemon was started without a config file"})})
+    page.goto(site.url + "/#settings")
+    expect(page.locator("[data-testid=settings-readonly]")).to_contain_text("started without a config file")
+    expect(page.locator("[data-testid=priority-list] li")).to_have_count(1)
+    expect(page.locator("[data-testid=settings-save]")).to_be_disabled()
+    expect(page.locator("[data-testid=priority-add-button]")).to_be_disabled()

@@ -109,7 +109,8 @@ def daemons():
 
 def answers(daemon: DaemonProcess) -> dict[str, str]:
     result = {}
-    for path in ("/metrics", "/api/miner/status", "/api/events?limit=1000", "/", "/-/ready"):
+    console = ("/api/settings", "/api/history/events?limit=200", "/api/history/claims", "/api/history/stats")
+    for path in ("/metrics", "/api/miner/status", "/api/events?limit=1000", "/", "/-/ready", *console):
         status, body = http_get(daemon.url + path)
         assert status == 200, path
         result[path] = body
@@ -255,6 +256,7 @@ def test_simulator_at_vvvv_with_a_proxy_password_leaks_nothing(tmp_path: Path, d
     events = json.loads(seen["/api/events?limit=1000"])
     written = [e for e in events if e["fields"].get("action") == "settings_written"]
     assert written and "proxy" in written[0]["fields"]["changes"]  # recorded, but without the password
+    assert json.loads(seen["/api/settings"])["settings"]["proxy"] == "http://<redacted>@127.0.0.1:9"  # the editor shows it blanked
     seen.update({f"running: {k}": v for k, v in stored_bytes(tmp_path / "data").items()})
     assert daemon.stop() == 0
     seen.update({f"stopped: {k}": v for k, v in stored_bytes(tmp_path / "data").items()})
