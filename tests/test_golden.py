@@ -24,6 +24,8 @@ from prometheus_client.exposition import generate_latest
 
 from exporter import __version__
 from exporter.capture import format_record
+from exporter.bridge_link import BridgeLink
+from exporter.bridge_metrics import BridgeCollector
 from exporter.cookies import JarInfo
 from exporter.lifecycle import State
 from exporter.metrics import COUNTER_HELP, ExporterCollector, ExporterHealth, StateCollector, SupervisorCollector, exposition
@@ -58,6 +60,8 @@ SUPERVISOR = SupervisorStatus(
     last_error=None,
     resources=ResourceSample(cpu_seconds_total=12.5, resident_memory_bytes=89_337_856, threads=14, open_fds=31, processes=2),
 )
+BRIDGE = BridgeLink(Path("bridge.sock"), expected=True)  # TDM through the launcher; never called here
+BRIDGE.connected = True
 HEALTH = ExporterHealth(
     last_reload_successful=False,
     last_success_time=1795472800.0,
@@ -102,9 +106,10 @@ def replayed() -> RecordHandler:
 
 def golden_registry(snapshot: Snapshot) -> CollectorRegistry:
     registry = CollectorRegistry()
-    registry.register(StateCollector(lambda: snapshot))
+    registry.register(StateCollector(lambda: snapshot, clock=lambda: NOW))
     registry.register(SupervisorCollector(lambda: SUPERVISOR))
     registry.register(ExporterCollector(lambda: HEALTH))
+    registry.register(BridgeCollector(lambda: BRIDGE, lambda: SUPERVISOR.up))
     return registry
 
 
