@@ -17,7 +17,6 @@ import difflib
 import json
 import os
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -25,6 +24,8 @@ from prometheus_client.exposition import generate_latest
 
 from exporter import __version__
 from exporter.capture import format_record
+from exporter.bridge_link import BridgeLink
+from exporter.bridge_metrics import BridgeCollector
 from exporter.cookies import JarInfo
 from exporter.bridge_metrics import BridgeCollector
 from exporter.lifecycle import State
@@ -61,6 +62,8 @@ SUPERVISOR = SupervisorStatus(
     last_error=None,
     resources=ResourceSample(cpu_seconds_total=12.5, resident_memory_bytes=89_337_856, threads=14, open_fds=31, processes=2),
 )
+BRIDGE = BridgeLink(Path("bridge.sock"), expected=True)  # TDM through the launcher; never called here
+BRIDGE.connected = True
 HEALTH = ExporterHealth(
     last_reload_successful=False,
     last_success_time=1795472800.0,
@@ -71,7 +74,6 @@ HEALTH = ExporterHealth(
     token_expiry=1800656490.0,
 )
 
-BRIDGE = SimpleNamespace(expected=True, connected=True)  # TDM runs through the launcher and answers
 # Exported only in a state the golden replay does not end in (it ends idle, with no login code shown).
 CONDITIONAL = {"tdm_drop_last_progress_timestamp_seconds", "tdm_login_code_expiry_timestamp_seconds"}
 
@@ -109,10 +111,10 @@ def replayed() -> RecordHandler:
 
 def golden_registry(snapshot: Snapshot) -> CollectorRegistry:
     registry = CollectorRegistry()
-    registry.register(StateCollector(lambda: snapshot))
+    registry.register(StateCollector(lambda: snapshot, clock=lambda: NOW))
     registry.register(SupervisorCollector(lambda: SUPERVISOR))
     registry.register(ExporterCollector(lambda: HEALTH))
-    registry.register(BridgeCollector(lambda: BRIDGE, lambda: True))
+    registry.register(BridgeCollector(lambda: BRIDGE, lambda: SUPERVISOR.up))
     registry.register(NotifyCollector(lambda: None))
     return registry
 
