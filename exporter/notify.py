@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import json
 import queue
 import socket
 import threading
@@ -27,7 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import notify_send
 from .events import Event, EventKind
-from .http import Request, Response, json_response
+from .http import Request, Response, json_refusal, json_response
 from .notify_rules import Notification, NotifyRules
 from .state import Drop, Snapshot
 
@@ -373,27 +372,11 @@ def notifications(ctx, request: Request) -> Response:
 
 def notify_test(ctx, request: Request) -> Response:
     """POST /api/notify/test: a test message to every URL, and each result."""
-    problem = json_body_problem(request)
-    if problem is not None:
-        return problem
+    refusal = json_refusal(request)
+    if refusal is not None:
+        return refusal
     notifier = ctx.notifier()
     if notifier is None or not notifier.channels:
-        return json_response(409, {"error": "no notification URLs configured (the notify: section of the config)"})
+        message = "no notification URLs configured (the notify: section of the config)"
+        return json_response(409, {"error": "not_configured", "message": message})
     return json_response(200, {"results": notifier.test()})
-
-
-def json_body_problem(request: Request) -> Response | None:
-    """A POST takes JSON: an empty body, or a JSON object sent as application/json."""
-    if not request.body.strip():
-        return None
-    content_type = request.headers.get("Content-Type") or request.headers.get("content-type") or ""
-    if content_type.split(";", 1)[0].strip().lower() != "application/json":
-        return json_response(415, {"error": "send JSON (Content-Type: application/json)"})
-    try:
-        body = json.loads(request.body)
-    except ValueError:
-        return json_response(400, {"error": "the body is not valid JSON"})
-    if not isinstance(body, dict):
-        return json_response(400, {"error": "expected a JSON object"})
-    return None
-

@@ -201,7 +201,7 @@ def test_routes_answer_json_and_refuse_cross_site_and_non_json(store) -> None:
     empty = Server("127.0.0.1", 0, web_routes(store, None)).start()
     try:
         status, _, body = request(empty.port, "/api/notify/test", {}, "POST", body=b"")
-        assert status == 409 and "notify" in json.loads(body)["error"]
+        assert status == 409 and json.loads(body)["error"] == "not_configured"
     finally:
         empty.stop()
 
