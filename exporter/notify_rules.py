@@ -309,7 +309,7 @@ def drop_claimed(event: Event, known_games: Sequence[str], drop: Drop | None) ->
     game = game_of_claim(text, known_games)
     rewards = text[len(game) + 1 :] if game != "unknown" else text
     count = f"{event.fields.get('claimed')}/{event.fields.get('total')}"
-    name = f" ({drop.name})" if drop is not None and drop.game == game else ""
+    name = f" ({drop.name})" if drop is not None and drop.game == game and drop.name != rewards else ""
     return Notification(
         "drop_claimed",
         f"drop_claimed:{event.time:.3f}:{text}:{count}",
