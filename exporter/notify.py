@@ -181,7 +181,10 @@ class Notifier:
         self._send = send
         self._clock = clock
         self._lock = threading.Lock()  # rules, keys, last sent times, counters
-        self.counts: dict[tuple[str, str], int] = {}
+        # Series start at 0, so increase() (TDMNotificationsFailing) sees a channel's first failure too.
+        self.counts: dict[tuple[str, str], int] = {
+            (event, result): 0 for event in sorted({e for c in self.channels for e in c.events}) for result in RESULTS
+        }
         self._last_sent: dict[tuple[str, str], float] = {}  # (url, flap group) -> when
         self._keys: set[str] = set()
         self._saved_rules: str | None = None

@@ -154,6 +154,17 @@ def test_a_repeating_event_is_sent_once_per_min_interval(store) -> None:
         }
 
 
+def test_the_counters_of_each_configured_event_start_at_zero(store) -> None:
+    notifier = Notifier((NotifyChannel(("json://127.0.0.1:9/x",), events=("crash_loop", "drop_claimed")),), NotifyRules(), store)
+    registry = CollectorRegistry()
+    registry.register(NotifyCollector(lambda: notifier))
+    for event in ("crash_loop", "drop_claimed"):
+        for result in ("sent", "failed", "suppressed", "dropped"):
+            assert value(registry, "tdm_notifications_total", event=event, result=result) == 0
+    assert value(registry, "tdm_notifications_total", event="stalled", result="failed") is None
+    assert value(registry, "tdm_notification_queue_length") == 0
+
+
 def test_a_channel_gets_only_the_events_it_asked_for(store) -> None:
     with Receiver() as receiver:
         notifier = started(NotifyChannel((receiver.url(),), events=("crash_loop",)), store=store)
