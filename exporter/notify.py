@@ -39,7 +39,7 @@ STATE_KEY = "notify.rules"
 RESULTS = ("sent", "failed", "suppressed", "dropped")
 TEST_EVENT = "test"
 
-Send = Callable[[str, str, str], "str | None"]  # (url, title, body) -> None when delivered, else why not
+Send = Callable[[str, str, str, str], "str | None"]  # (url, title, body, kind) -> None when delivered, else why not
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ class Deliverer:
     def _attempt(self, notification: Notification, attempt: int) -> None:
         self._sending = 1
         try:
-            error = self._send(self.target.url, notification.title, notification.body)
+            error = self._send(self.target.url, notification.title, notification.body, notification.kind)
         except Exception as exc:  # notify_send catches Apprise's; this is a last guard for the thread
             error = notify_send.scrub(f"{type(exc).__name__}: {exc}", self.target.url)
         finally:
@@ -312,7 +312,7 @@ class Notifier:
         for target in targets(self.channels):
             notification = Notification(TEST_EVENT, f"test:{self._clock()}", title, body, self._clock(), repeating=False)
             try:
-                error = self._send(target.url, title, body)
+                error = self._send(target.url, title, body, "info")
             except Exception as exc:
                 error = notify_send.scrub(f"{type(exc).__name__}: {exc}", target.url)
             self._outcome(notification, target, "sent" if error is None else "failed", error)

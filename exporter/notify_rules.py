@@ -49,6 +49,18 @@ LOG_CODE_GRACE = 2.0
 TITLE = "Twitchminert"
 
 
+# How a service shows each event (Apprise's message types: a colour or an icon).
+KINDS = {
+    "drop_claimed": "success",
+    "recovered": "success",
+    "new_campaign": "info",
+    "session_invalid": "failure",
+    "miner_terminated": "failure",
+    "crash_loop": "failure",
+    "gave_up": "failure",
+}  # the rest: "warning"
+
+
 @dataclass(frozen=True)
 class RuleSettings:
     miner_down_after: float = 300.0  # the miner down this long (and not given up on) is worth a message
@@ -71,6 +83,10 @@ class Notification:
     @property
     def flap_group(self) -> str:
         return self.group or self.event
+
+    @property
+    def kind(self) -> str:
+        return KINDS.get(self.event, "warning")
 
 
 @dataclass(frozen=True)

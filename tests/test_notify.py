@@ -74,6 +74,7 @@ def test_a_key_is_sent_once_also_after_a_restart(store) -> None:
             again.stop()
         assert [m["message"] for m in receiver.messages] == ["body of claim-1", "body of claim-2"]
         assert receiver.messages[0]["title"] == "Twitchminert: drop_claimed"
+        assert receiver.messages[0]["type"] == "success"  # Apprise's message type: a colour or an icon
         recent = again.recent()
         assert [(r["event"], r["result"], r["channel"]) for r in recent] == [("drop_claimed", "sent", "json://****")] * 2
         assert TOKEN not in json.dumps(recent)

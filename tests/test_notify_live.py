@@ -92,7 +92,7 @@ def test_a_crash_loop_is_notified_once(tmp_path: Path) -> None:
         finally:
             stop_all([daemon], tmp_path)
         [message] = receiver.of("Twitchminert: crash loop")
-        assert "crash loop: 2 restarts" in message["message"]
+        assert "crash loop: 2 restarts" in message["message"] and message["type"] == "failure"
         assert [r["event"] for r in recent if r["event"] == "crash_loop"] == ["crash_loop"]
         assert sample(metrics, "tdm_notifications_total", event="crash_loop", result="sent") == 1
         assert not receiver.of("Twitchminert: gave up")
