@@ -159,8 +159,16 @@ class Daemon:
         return Notifier(self.config.notify, NotifyRules(settings), self.store, self._observe)
 
     def _observe(self) -> Observation:
-        # login and campaigns come with the bridge (issue 12): its status `login`, its campaign list.
-        return Observation(self.pipeline.snapshot(), self._supervisor_status())
+        """What the notification rules look at: the log's picture, the supervisor, and what the bridge
+        adds (the status API's `login`, with the code once shown; the campaigns once TDM has some)."""
+        now = time.time()
+        snapshot, supervisor = self.pipeline.snapshot(now), self._supervisor_status()
+        login = status_fields(snapshot, self.bridge_link, supervisor.up if supervisor is not None else None, now)["login"]
+        view = snapshot.inventory
+        campaigns = None  # unknown, not "none": the first list TDM shows is what already exists
+        if view is not None and view.known and view.capabilities.get("campaigns") and view.campaigns:
+            campaigns = [campaign.to_api(now) for campaign in view.campaigns]
+        return Observation(snapshot, supervisor, login, campaigns)
 
     # -- start and stop -----------------------------------------------------------------------
 

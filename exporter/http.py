@@ -83,6 +83,22 @@ def json_response(status: int, value: Any) -> Response:
     return Response(status, json.dumps(value, allow_nan=False).encode(), "application/json")
 
 
+def json_refusal(request: Request) -> Response | None:
+    """Routes that change something take JSON only: an empty body or a JSON object, sent as
+    application/json (a cross-site form cannot send that without a preflight). None: accepted."""
+    content_type = next((v for k, v in request.headers.items() if k.lower() == "content-type"), "")
+    if request.body and content_type.split(";", 1)[0].strip().lower() != "application/json":
+        return json_response(415, {"error": "unsupported_media_type", "message": "send a JSON body (Content-Type: application/json)"})
+    if request.body:
+        try:
+            body = json.loads(request.body)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return json_response(400, {"error": "bad_request", "message": "the body must be a JSON object"})
+    return None
+
+
 def get(handler: Handler) -> Route:
     return Route(frozenset({"GET", "HEAD"}), handler)
 

@@ -35,6 +35,7 @@ PROMISED_ALERTS = {
     "TDMHighMemory",
     "TDMConfigReloadFailed",
     "TDMClaimFailed",
+    "TDMNotificationsFailing",  # issue 14
 }
 SEVERITIES = {"critical", "warning", "info"}
 
