@@ -1,4 +1,4 @@
-"""Command line: `twitchminert run|replay|events`, with Prometheus-style flags.
+"""Command line: `twitchminert run|replay|demo|events|config|login`, with Prometheus-style flags.
 
 Usage and config errors print one line per problem and exit 2.
 """
@@ -14,7 +14,7 @@ from typing import Sequence
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
-from . import __version__, config_cli, daemon_log
+from . import __version__, config_cli, daemon_log, login_cli
 from .config import DEFAULT_CONFIG_FILE, DEFAULT_LOG_FILE, Config, ConfigError, load_config
 from .metrics import StateCollector
 from .patterns import PatternError
@@ -54,8 +54,14 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--scenario", default="happy", choices=("happy", "flaky", "crash", "terminated", "stall", "login-required"))
     demo.add_argument("--web.listen-address", dest="listen_address", default="127.0.0.1:9797")
     demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)")
+    demo.add_argument("--config.file", dest="config_file", type=Path, help="takes its notify: section, to try notifications")
+
+    notify = commands.add_parser("notify", help="notifications: `notify test` sends a test message to every URL")
+    notify.add_argument("action", choices=("test",))
+    notify.add_argument("--config.file", dest="config_file", type=Path, help=f"default {DEFAULT_CONFIG_FILE}")
 
     config_cli.add_parser(commands)
+    login_cli.add_parser(commands)
 
     events = commands.add_parser("events", help="list stored events, newest first")
     events.add_argument("--config.file", dest="config_file", type=Path)
@@ -98,7 +104,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 0
     replay(args.files, handler, progress=args.progress)
     registry = CollectorRegistry()
-    registry.register(StateCollector(lambda: handler.state.snapshot(handler.state.last_record_time or 0.0)))
+    end = handler.state.last_record_time or 0.0  # the log's own "now"
+    registry.register(StateCollector(lambda: handler.state.snapshot(end), clock=lambda: end))
     out.write(generate_latest(registry).decode())
     return 0
 
@@ -106,7 +113,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(args.scenario, args.listen_address, args.speed)
+    notify = load_config(args.config_file).notify if args.config_file is not None else ()
+    return run_demo(args.scenario, args.listen_address, args.speed, notify)
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    """`notify test`: one line per URL (masked); exit 1 when any failed."""
+    from .notify import Notifier
+    from .notify_rules import NotifyRules
+
+    config = _config(args.config_file)
+    if not config.notify:
+        raise UsageError("notify test: the config has no notify: section (a list of {urls, events, min_interval})")
+    results = Notifier(config.notify, NotifyRules()).test()
+    for result in results:
+        print(f"{result['channel']}: {'ok' if result['ok'] else 'failed: ' + str(result['error'])}")
+    return 0 if all(result["ok"] for result in results) else 1
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -121,11 +143,24 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_login(args: argparse.Namespace) -> int:
+    config_file = Path(args.config_file) if args.config_file else None
+    return login_cli.run(args, lambda: _config(config_file).web.listen_address)
+
+
 def _event_json(event) -> str:
     return json.dumps(event.to_dict(), ensure_ascii=False)
 
 
-COMMANDS = {"run": cmd_run, "replay": cmd_replay, "demo": cmd_demo, "events": cmd_events, "config": config_cli.run}
+COMMANDS = {
+    "run": cmd_run,
+    "replay": cmd_replay,
+    "demo": cmd_demo,
+    "events": cmd_events,
+    "config": config_cli.run,
+    "login": cmd_login,
+    "notify": cmd_notify,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,6 +17,9 @@ from typing import Any
 from loguru import logger
 from prometheus_client import CollectorRegistry
 
+from .bridge_link import BridgeLink
+from .bridge_metrics import BridgeCollector
+from .bridge_web import current_mining_fields, status_fields
 from .config import Config, ConfigError
 from .console_web import Console
 from .events import Event, EventKind, audit_event
@@ -24,6 +27,8 @@ from .history import History
 from .housekeeping import Housekeeping, terminated_while_up
 from .http import Server
 from .metrics import ExporterCollector, ExporterHealth, StateCollector, SupervisorCollector
+from .notify import Notifier, NotifyCollector, Observation
+from .notify_rules import NotifyRules, RuleSettings
 from .patterns import PatternSet
 from .pipeline import Follower, Pipeline, RecordHandler
 from .reloading import Candidate, build_patterns, config_changes, load_candidate, load_web, refusal
@@ -35,7 +40,7 @@ from .settings_sync import SettingsSync
 from .state import MinerState, Snapshot
 from .status import ConfigState, effective, miner_status
 from .store import Store
-from .supervisor import Supervisor, SupervisorError, SupervisorSettings
+from .supervisor import Supervisor, SupervisorError
 from .tailer import watch_paths
 from .timestamps import LocalClock, zone
 from .watcher import Watcher
@@ -47,23 +52,6 @@ class StartupError(ConfigError):
     """A problem found before anything started (busy port, missing miner folder...): one line."""
 
 
-def supervisor_settings(config: Config) -> SupervisorSettings:
-    miner = config.miner
-    return SupervisorSettings(
-        dir=miner.dir,
-        command=miner.command,
-        env=miner.env,
-        display=miner.display,
-        mirror_gui_output=miner.mirror_gui_output,
-        stop_timeout=miner.stop_timeout,
-        mode=miner.mode,
-        pid_file=miner.pid_file,
-        restart_on_terminated=miner.restart_on_terminated,
-        restart_on_stall_seconds=miner.restart_on_stall,
-        policy=miner.backoff,
-    )
-
-
 class Daemon:
     def __init__(self, config: Config, listen_address: str | None = None, config_file: Path | None = None) -> None:
         self.config = config
@@ -72,6 +60,7 @@ class Daemon:
         self.config_state = ConfigState(last_success_time=time.time())
         self.reloads = {"success": 0, "failure": 0}
         self.supervisor: Supervisor | None = None
+        self.bridge_link = BridgeLink(None, expected=False)  # a supervised TDM's launcher replaces it
         self.settings_sync: SettingsSync | None = None
         self._reload_lock = threading.Lock()
         self._stopped = False
@@ -85,6 +74,9 @@ class Daemon:
             stopping=lambda: self._stopped,
             config_file=config_file,
             console=self._console(config_file),
+            snapshot=self.snapshot,
+            bridge=lambda: self.bridge_link,
+            notifier=lambda: self.notifier,
         )
         patterns = build_patterns(config.logs.patterns)
         try:
@@ -106,10 +98,13 @@ class Daemon:
         self.pipeline = self._pipeline(config, patterns)
         self.follower = self._follower()
         self.session_checker = self._session_checker()
+        self.notifier = self._notifier()
         self.housekeeping = Housekeeping(self)
         registry.register(StateCollector(self.snapshot))
         registry.register(SupervisorCollector(self._supervisor_status))
         registry.register(ExporterCollector(self.health))
+        registry.register(BridgeCollector(lambda: self.bridge_link, self._running))
+        registry.register(NotifyCollector(lambda: self.notifier))
 
     # -- parts --------------------------------------------------------------------------------
 
@@ -123,7 +118,11 @@ class Daemon:
 
     def _pipeline(self, config: Config, patterns: PatternSet) -> Pipeline:
         state = MinerState(login_timeout=config.session.login_timeout)
-        handler = RecordHandler(patterns, LocalClock(zone(config.logs.timezone)), state, listeners=[self._react])
+        def tell_notifier(event: Event) -> None:
+            self.notifier.on_event(event, state.known_games, state.drop)
+
+        listeners = [self._react, tell_notifier]
+        handler = RecordHandler(patterns, LocalClock(zone(config.logs.timezone)), state, listeners=listeners)
         return Pipeline(config.log_sources(), handler, self.store, config.logs.start_at, config.logs.max_record_bytes)
 
     def _follower(self) -> Follower:
@@ -132,10 +131,13 @@ class Daemon:
     def _build_supervisor(self) -> None:
         self.settings_sync = SettingsSync(self.config.miner.dir, self.config.settings, self._record_settings)
         self.supervisor = Supervisor(
-            supervisor_settings(self.config),
+            self.config.miner,
             self.config.data_dir,
             before_start=self.settings_sync.prepare if self.config.miner.mode == "run" else None,
+            record=lambda action, fields: self.record(action, dict(fields)),
         )
+        control = self.supervisor.control_path
+        self.bridge_link = BridgeLink(control, expected=control is not None)
 
     def _session_checker(self) -> SessionChecker | None:
         if not self.config.session.validate or self.config.miner.dir is None:
@@ -143,11 +145,23 @@ class Daemon:
         session = self.config.session
         return SessionChecker(self.config.miner.dir / "cookies.jar", session.validate_url, session.validate_interval)
 
+    def _notifier(self) -> Notifier:
+        settings = RuleSettings(
+            stalled_after=self.config.miner.restart_on_stall or RuleSettings.stalled_after,
+            priority=tuple(self.config.settings.get("priority", ())),
+        )
+        return Notifier(self.config.notify, NotifyRules(settings), self.store, self._observe)
+
+    def _observe(self) -> Observation:
+        # login and campaigns come with the bridge (issue 12): its status `login`, its campaign list.
+        return Observation(self.pipeline.snapshot(), self._supervisor_status())
+
     # -- start and stop -----------------------------------------------------------------------
 
     def start(self) -> None:
         if self.supervisor is not None:
             self.supervisor.start()  # first: it creates the captured-output file the pipeline follows
+        self.notifier.start()  # before the follower: it is told of the events
         self.follower.start()
         self.housekeeping.start()
         self.listener.start()
@@ -167,6 +181,7 @@ class Daemon:
         if self.supervisor is not None:
             self.supervisor.stop()
         self.follower.stop()
+        self.notifier.stop()
         self.pipeline.close()
         self.store.close()
 
@@ -200,7 +215,10 @@ class Daemon:
             return None
 
     def _known_games(self) -> list[str]:
-        return list(self.pipeline.handler.state.known_games)
+        """The games TDM can mine (the bridge's list) and those seen in its log."""
+        inventory = self.pipeline.snapshot().inventory
+        bridged = list(inventory.games) + [c.game for c in inventory.campaigns if c.game] if inventory is not None else []
+        return bridged + list(self.pipeline.handler.state.known_games)
 
     def _current_drop(self) -> tuple[str | None, str | None]:
         drop = self.pipeline.snapshot().drop
@@ -209,13 +227,20 @@ class Daemon:
     def _supervisor_status(self):
         return self.supervisor.status() if self.supervisor is not None else None
 
+    def _running(self) -> bool | None:
+        status = self._supervisor_status()
+        return status.up if status is not None else None
+
     def snapshot(self) -> Snapshot:
         return effective(self.pipeline.snapshot(), self._supervisor_status())
 
     def status(self, now: float) -> dict[str, Any]:
         seen, config = self.housekeeping.seen, self.config_state
         snapshot, supervisor = self.pipeline.snapshot(now), self._supervisor_status()
-        return miner_status(snapshot, supervisor, config, seen.jar, seen.cpu_percent, now, seen.token_expiry)
+        answer = miner_status(snapshot, supervisor, config, seen.jar, seen.cpu_percent, now, seen.token_expiry)
+        answer["current_mining"].update(current_mining_fields(snapshot, answer["current_mining"]["drop"] is not None))
+        answer.update(status_fields(snapshot, self.bridge_link, supervisor.up if supervisor is not None else None, now))
+        return answer
 
     def health(self) -> ExporterHealth:
         state, seen, sync = self.config_state, self.housekeeping.seen, self.settings_sync
@@ -297,6 +322,10 @@ class Daemon:
                 self.supervisor.restart("config")  # stop, write settings.json while TDM is down, start
         if "session" in sections:
             self.session_checker = self._session_checker()
+        if {"notify", "settings", "miner", "storage"} & sections:  # channels, priority games, stall time, store
+            self.notifier.stop()
+            self.notifier = self._notifier()
+            self.notifier.start()
         if server is not None:
             self.web = candidate.web
             if "web.listen_address" in changes:

@@ -11,9 +11,10 @@ import json
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
-from .config import Config, MinerConfig, StorageConfig, WebConfig, load_config
+from .config import Config, MinerConfig, NotifyChannel, StorageConfig, WebConfig, load_config
 from .lifecycle import BackoffPolicy
 
 SIMULATOR_MAIN = Path(__file__).with_name("simulator") / "main.py"
@@ -67,17 +68,25 @@ def write_config_file(path: Path, config: Config) -> Config:
         "web:",
         f"  listen_address: {json.dumps(config.web.listen_address)}",
     ]
+    if config.notify:  # `demo --config.file`'s channels: in the file too, or the first reload would drop them
+        lines.append("notify:")
+        for channel in config.notify:
+            lines += [f"  - urls: {json.dumps(list(channel.urls))}", f"    events: {json.dumps(list(channel.events))}",
+                      f"    min_interval: {channel.min_interval:g}s"]
+    path.touch(mode=0o600)  # Apprise URLs carry tokens
     path.write_text("\n".join(lines) + "\n")
     return load_config(path)
 
 
-def run_demo(scenario: str, listen_address: str, speed: float) -> int:
+def run_demo(scenario: str, listen_address: str, speed: float, notify: tuple[NotifyChannel, ...] = ()) -> int:
+    """`notify`: channels from the user's config (`demo --config.file`), to try notifications on the simulator."""
     from .service import run
 
     workdir = Path(tempfile.mkdtemp(prefix="twitchminert-demo-"))
     try:
         config_file = workdir / "twitchminert.yaml"
-        config = write_config_file(config_file, demo_config(workdir, scenario, speed, listen_address))
+        demo = replace(demo_config(workdir, scenario, speed, listen_address), notify=tuple(notify))
+        config = write_config_file(config_file, demo)
 
         def announce(daemon) -> None:
             base = f"{daemon.server.scheme}://{daemon.server.host}:{daemon.server.port}"

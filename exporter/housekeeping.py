@@ -1,6 +1,6 @@
 """Housekeeping: the daemon's once-a-second thread, and when to restart TDM.
 
-Each tick samples TDM's CPU share, restarts a miner whose drop has stopped progressing (when
+Each tick samples TDM's CPU share, pings the bridge's launcher (every few seconds), restarts a miner whose drop has stopped progressing (when
 `miner.restart_on_stall` is set), reads cookies.jar (and checks the token when asked) every
 COOKIES_EVERY seconds, and prunes the store every PRUNE_EVERY seconds. The decisions are pure
 functions of (snapshot, status, now); the thread only gathers their inputs and acts.
@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from loguru import logger
 
 from .cookies import JarInfo, read_jar
-from .events import Event, EventKind
+from .events import Event, stops_mining
 from .state import Snapshot
 
 if TYPE_CHECKING:
+    from .bridge_link import BridgeLink
     from .config import Config
     from .pipeline import Pipeline
     from .session_check import SessionChecker
@@ -30,25 +31,23 @@ if TYPE_CHECKING:
 TICK_SECONDS = 1.0
 COOKIES_EVERY = 10.0
 PRUNE_EVERY = 600.0
-# Events after which TDM stops mining but stays alive ("Application Terminated").
-TERMINATING = frozenset({EventKind.FATAL_ERROR, EventKind.APPLICATION_TERMINATED})
 
 
 def stall_due(snapshot: Snapshot, status: SupervisorStatus | None, now: float, limit: float | None) -> bool:
-    """True when TDM mines a drop whose progress has not moved for more than `limit` seconds of
-    the running process's life (a restart starts a fresh `limit`)."""
+    """True when TDM mines a drop whose progress Twitch has not confirmed for more than `limit`
+    seconds of the running process's life (a restart starts a fresh `limit`). TDM's own estimate
+    while Twitch is silent is no progress."""
     if status is None or limit is None or snapshot.drop is None or snapshot.status != "mining":
         return False
     if not status.up or status.start_time is None:
         return False
-    return now - max(snapshot.drop.last_progress_time, status.start_time) > limit
+    return now - max(snapshot.confirmed_progress_time() or 0.0, status.start_time) > limit
 
 
 def terminated_while_up(event: Event, status: SupervisorStatus) -> bool:
     """True when the running TDM process said it stopped mining (it stays alive until its window closes)."""
-    terminated = event.kind in TERMINATING or (event.kind is EventKind.TASK_CRASH and event.fields.get("critical"))
     # log.txt is appended across runs: only what the running process said counts.
-    return bool(terminated) and status.up and status.start_time is not None and event.time >= status.start_time - 1.0
+    return stops_mining(event) and status.up and status.start_time is not None and event.time >= status.start_time - 1.0
 
 
 def cpu_percent(previous: tuple[float, float] | None, now: float, cpu_seconds: float) -> float | None:
@@ -80,6 +79,7 @@ class Parts(Protocol):
     store: Store
     supervisor: Supervisor | None
     session_checker: SessionChecker | None
+    bridge_link: BridgeLink
 
     def record(self, action: str, fields: dict[str, Any]) -> None: ...
 
@@ -106,6 +106,7 @@ class Housekeeping:
             now = time.monotonic()
             try:
                 self.sample_cpu(now)
+                self._parts.bridge_link.tick(now)  # is TDM's launcher there? (a bounded ping)
                 self.check_stall()
                 if now >= next_cookies:
                     next_cookies = now + COOKIES_EVERY

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
@@ -12,6 +13,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from . import __version__
+from .bridge_metrics import inventory_metrics
 from .lifecycle import RESTART_REASONS, State
 from .state import MINER_STATUSES, SESSION_STATES, Snapshot
 
@@ -49,14 +51,16 @@ ALWAYS_PRESENT = (
 
 
 class StateCollector(Collector):
-    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+    def __init__(self, snapshot: Callable[[], Snapshot], clock: Callable[[], float] = time.time) -> None:
         self._snapshot = snapshot
+        self._clock = clock  # campaigns and login codes age: `replay` passes the log's own time
 
     def collect(self) -> Iterable[Metric]:
         snap = self._snapshot()
         yield from _counters(snap)
         yield from _user_gauges(snap)
         yield from _gauges(snap)
+        yield from inventory_metrics(snap, self._clock())
 
 
 def _counters(snap: Snapshot) -> Iterable[Metric]:

@@ -55,6 +55,8 @@ BUILTIN_METRIC_NAMES = frozenset(
         "tdm_config_reloads_total", "tdm_settings_writes_total", "tdm_session_state", "tdm_cookies_present",
         "tdm_cookies_modified_timestamp_seconds", "tdm_session_token_expiry_timestamp_seconds",
         "tdm_exporter_build_info",
+        # notifications
+        "tdm_notifications_total", "tdm_notification_queue_length",
     }
 )
 _SEEN_LIMIT = 4096  # messages remembered with what they matched (then forgotten all at once)

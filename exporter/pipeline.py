@@ -14,10 +14,13 @@ from typing import Callable, Iterable, Sequence
 
 from loguru import logger
 
+from .bridge import STATE_LEVEL
 from .events import Event, EventKind
+from .inventory import InventoryState
 from .framing import DEFAULT_MAX_RECORD_BYTES, DEFAULT_QUIET_SECONDS, Batch, Framer, Record
 from .patterns import PatternSet
 from .state import MinerState, Snapshot
+from .positions import Position
 from .tailer import Data, Reset, TailSet
 from .timestamps import LocalClock
 
@@ -78,6 +81,9 @@ class RecordHandler:
             levels[level] = levels.get(level, 0) + 1
             if record.truncated:
                 truncated += 1
+            if level == STATE_LEVEL:  # the bridge's: TDM's own picture, not text for patterns
+                state.inventory.apply(record.message, when)  # never raises: it counts what it cannot read
+                continue
             try:
                 message, matches = matches_of(level, record.message)
                 for kind, fields in matches:
@@ -185,6 +191,11 @@ class Pipeline:
             positions = self.store.load_positions()
             totals, saved = self.store.load_totals(), self.store.load_state()
             self.handler.state.restore(totals, saved.get("miner"))
+            self.handler.state.inventory = InventoryState()  # a rollback forgets what was not committed
+            self.handler.state.inventory.restore(saved.get("bridge"))
+        # What the store holds now: a commit writes only what differs from it.
+        self._committed = _Committed(dict(positions), self.handler.state.totals(), self.handler.state.to_json())
+        self._saved_inventory = self.handler.state.inventory.revision
         return TailSet(self._sources, positions, start_at=self._start_at)
 
     def set_patterns(self, patterns: PatternSet) -> None:
@@ -297,20 +308,43 @@ class Pipeline:
         return bool(errors)
 
     def _commit(self) -> None:
+        """Store the events, and the positions, totals and state that differ from the last commit
+        (at rest only a few counters move: rewriting every row cost more than the records)."""
         events = self.handler.take_events()
         if self.store is None:
             return
-        positions = []
+        committed = self._committed
+        positions = {}
         for key, tail in self.tails.items():
             framer = self._framers.get(key)
             position = tail.position_at(framer.offset) if framer is not None else tail.position()
-            if position is not None:
-                positions.append(position)
+            if position is not None and committed.positions.get(key) != position:
+                positions[key] = position
         state = self.handler.state
-        self.store.commit(events, positions, state.totals(), {"miner": state.to_json()})
+        totals = state.totals()
+        changed = {key: value for key, value in totals.items() if committed.totals.get(key) != value}
+        miner = state.to_json()
+        rows = {"miner": miner} if miner != committed.state else {}
+        if state.inventory.revision != self._saved_inventory:  # it can be large: saved when it moved
+            rows["bridge"] = state.inventory.to_json()
+        if not (events or positions or changed or rows):
+            return
+        self.store.commit(events, positions.values(), changed, rows)
+        committed.positions.update(positions)
+        committed.totals, committed.state = totals, miner
+        self._saved_inventory = state.inventory.revision
 
     def close(self) -> None:
         self.tails.close()
+
+
+@dataclass
+class _Committed:
+    """What the last commit left in the store."""
+
+    positions: dict[str, Position]
+    totals: dict
+    state: str
 
 
 def _describe(error: OSError) -> str:

@@ -87,6 +87,11 @@ def config_diff(old: Config, new: Config) -> dict[str, list[Any]]:
         for key in sorted(set(before) | set(after)):
             if before.get(key) != after.get(key):
                 changes[f"{section}.{key}"] = [before.get(key), after.get(key)]
+    # Channels are compared as configured but recorded masked: a changed token shows as a changed channel.
+    for index in range(max(len(old.notify), len(new.notify))):
+        was, now = old.notify[index : index + 1], new.notify[index : index + 1]
+        if was != now:
+            changes[f"notify.{index}"] = [channel[0].masked() if channel else None for channel in (was, now)]
     return changes
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import datetime
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .events import Event, EventKind
+from .exit_cause import last_exception
+from .inventory import InventoryState, InventoryView
 
 Labels = tuple[tuple[str, str], ...]
 CounterKey = tuple[str, Labels]
@@ -52,6 +54,8 @@ _STATUS_BY_KIND = {
     EventKind.FATAL_ERROR: "terminated",
     EventKind.APPLICATION_TERMINATED: "terminated",
 }
+# Statuses in which TDM watches no channel and mines no drop (it stops watching before it says so).
+_NOT_MINING = frozenset({"idle", "login_required", "no_campaigns", "no_channels", "offline", "terminated"})
 _SHARD_DOWN = frozenset(
     {
         EventKind.WS_RECONNECTING,
@@ -81,7 +85,13 @@ class Drop:
     current: int
     required: int
     source: str
-    last_progress_time: float  # when `current` last moved (record time)
+    last_progress_time: float  # when Twitch last confirmed progress (record time); estimates do not move it
+    confirmed: int | None = None  # the minutes Twitch confirmed; `current` may add TDM's own estimate
+
+    @property
+    def estimated(self) -> int | None:
+        """Minutes TDM counted on its own ("Drop progress from active search") since Twitch confirmed."""
+        return None if self.confirmed is None else max(0, self.current - self.confirmed)
 
     @property
     def percent(self) -> float:
@@ -108,6 +118,15 @@ class Snapshot:
     claims_today: int
     drops_per_hour: float
     backlog: Mapping[str, int] = field(default_factory=dict)  # bytes of each followed file not read yet
+    inventory: InventoryView | None = None  # TDM's own picture, from the bridge's STATE records
+
+    def confirmed_progress_time(self) -> float | None:
+        """When Twitch last confirmed progress of the current drop, by the log or by the bridge.
+        TDM's own estimate never counts: a drop living on it has not progressed."""
+        times = [self.drop.last_progress_time] if self.drop is not None else []
+        if self.inventory is not None and self.inventory.confirmed_progress_time is not None:
+            times.append(self.inventory.confirmed_progress_time)
+        return max(times, default=None)
 
 
 @dataclass
@@ -132,6 +151,7 @@ class MinerState:
     last_error: tuple[float, str] | None = None
     claim_times: list[float] = field(default_factory=list)
     backlog: dict[str, int] = field(default_factory=dict)  # set by the pipeline; not persisted
+    inventory: InventoryState = field(default_factory=InventoryState)  # saved on its own by the store
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -188,10 +208,12 @@ class MinerState:
         counters[counter] = counters.get(counter, 0.0) + 1.0
         if status is not None:
             self.status = status
+            if status in _NOT_MINING:
+                self.channel, self.drop = None, None
         if handler is not None:
             handler(self, kind, time, fields)
         if is_error or level == "ERROR":
-            self.last_error = (time, message.split("\n", 1)[0])
+            self.last_error = (time, _error_line(message))
 
     # -- event handlers --------------------------------------------------------------------
 
@@ -199,9 +221,15 @@ class MinerState:
         name, game = f["drop"], f["game"]
         current, required = int(f["current"]), int(f["required"])
         previous = self.drop
-        moved = previous is None or (previous.name, previous.game, previous.current) != (name, game, current)
+        same_drop = previous is not None and (previous.name, previous.game) == (name, game)
+        if f.get("source") == "active_search":  # TDM's own estimate while Twitch is silent: not progress
+            confirmed = previous.confirmed if same_drop else None
+            moved = not same_drop
+        else:
+            confirmed = current
+            moved = not same_drop or previous.confirmed != current
         last_progress = time if moved else previous.last_progress_time
-        self.drop = Drop(name, game, current, required, f.get("source", ""), last_progress)
+        self.drop = Drop(name, game, current, required, f.get("source", ""), last_progress, confirmed)
         self.game = game
         self._remember_game(game)
         if required and current >= required and self.completed != (name, game):
@@ -246,6 +274,7 @@ class MinerState:
         self._inc("tdm_task_crashes_total", labels(task=task))
         if task in CRITICAL_TASKS or f.get("critical"):
             self.status = "terminated"
+            self.channel, self.drop = None, None
 
     def _on_checking(self, kind: EventKind, time: float, f: Mapping[str, Any]) -> None:
         # "Checking login" opens every TDM start: forget what the previous run left behind.
@@ -309,9 +338,7 @@ class MinerState:
         del self.known_games[: max(0, len(self.known_games) - KNOWN_GAMES_LIMIT)]
 
     def _game_of_claim(self, text: str) -> str:
-        # "Claimed drop: <game> <rewards> (n/total)": the game is whichever known game prefixes it.
-        candidates = [g for g in self.known_games if text == g or text.startswith(g + " ")]
-        return max(candidates, key=len) if candidates else "unknown"
+        return game_of_claim(text, self.known_games)
 
     # -- outputs ---------------------------------------------------------------------------
 
@@ -339,6 +366,7 @@ class MinerState:
             claims_today=sum(1 for t in recent if t >= today),
             drops_per_hour=len(recent) / 24.0,
             backlog=dict(self.backlog),
+            inventory=self.inventory.view(),
         )
 
     def totals(self) -> dict[CounterKey, float]:
@@ -357,7 +385,7 @@ class MinerState:
                 "session_login_time": self.session_login_time,
                 "drop": None
                 if drop is None
-                else [drop.name, drop.game, drop.current, drop.required, drop.source, drop.last_progress_time],
+                else [drop.name, drop.game, drop.current, drop.required, drop.source, drop.last_progress_time, drop.confirmed],
                 "completed": self.completed,
                 "channel": self.channel,
                 "game": self.game,
@@ -389,6 +417,19 @@ class MinerState:
         self.claim_times = list(data.get("claim_times", []))
 
 
+def _error_line(message: str) -> str:
+    """An error record in one line: its first line, and the exception its traceback ended with."""
+    first = message.split("\n", 1)[0]
+    cause = last_exception(message)
+    return f"{first.rstrip(':')}: {cause}" if cause else first
+
+
+def game_of_claim(text: str, known_games: Sequence[str]) -> str:
+    """"Claimed drop: <game> <rewards> (n/total)": the game is whichever known game prefixes it."""
+    candidates = [g for g in known_games if text == g or text.startswith(g + " ")]
+    return max(candidates, key=len) if candidates else "unknown"
+
+
 def _local_midnight(now: float) -> float:
     local = datetime.datetime.fromtimestamp(now).astimezone()
     return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
@@ -397,7 +438,7 @@ def _local_midnight(now: float) -> float:
 # Label sets built once: these are counted for every record and event.
 _RECORDS_BY_LEVEL = {
     level: ("tdm_log_records_total", labels(level=level))
-    for level in ("ERROR", "WARNING", "INFO", "CALL", "DEBUG", "GUI", "STDOUT", "STDERR")
+    for level in ("ERROR", "WARNING", "INFO", "CALL", "DEBUG", "GUI", "STDOUT", "STDERR", "STATE")
 }
 
 _HANDLERS = {

@@ -22,7 +22,7 @@ def effective(snapshot: Snapshot, supervisor: SupervisorStatus | None) -> Snapsh
     """What the logs say, unless the process is gone: then nothing they said is true any more."""
     if supervisor is None or supervisor.up:
         return snapshot
-    return replace(snapshot, status="stopped", channel=None, websocket_shards=frozenset())
+    return replace(snapshot, status="stopped", channel=None, drop=None, websocket_shards=frozenset())
 
 
 def miner_status(
@@ -74,7 +74,8 @@ def miner_status(
             "per_hour": round(snap.drops_per_hour, 3),
         },
         "websocket_connections": len(snap.websocket_shards),
-        "last_error": None if snap.last_error is None else {"time": snap.last_error[0], "message": snap.last_error[1]},
+        "last_error": _last_error(snap, supervisor),
+        "display": supervisor.display if supervisor is not None else None,
         "cookies": _cookies(jar, token_expiry),
         "version": __version__,
     }
@@ -92,7 +93,21 @@ def _supervisor(status: SupervisorStatus | None) -> dict[str, Any] | None:
         "last_exit_meaning": status.last_exit_meaning,
         "failure": status.failure,
         "next_start_time": status.next_start_time,
+        "last_exit_cause": status.last_exit_cause[1] if status.last_exit_cause else None,
+        "adopted": status.adopted,
+        "notice": status.notice,
     }
+
+
+def _last_error(snap: Snapshot, supervisor: SupervisorStatus | None) -> dict[str, Any] | None:
+    """The newer of what TDM logged last as an error and why its process last died (a traceback's
+    last line: "Fatal error encountered:" alone says nothing)."""
+    candidates = [snap.last_error, supervisor.last_exit_cause if supervisor is not None else None]
+    known = [error for error in candidates if error is not None]
+    if not known:
+        return None
+    time, message = max(known, key=lambda error: error[0])
+    return {"time": time, "message": message}
 
 
 def _cookies(jar: JarInfo | None, token_expiry: float | None) -> dict[str, Any] | None:

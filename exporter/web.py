@@ -23,15 +23,19 @@ from prometheus_client.registry import Collector
 
 from loguru import logger
 
-from . import __version__
+from . import __version__, bridge_web
 from .config import parse_listen_address
 from . import console_web
 from .http import Request, Response, Route, Server, json_response, text
 from .metrics import exposition
+from . import notify
 
 if TYPE_CHECKING:
+    from .bridge_link import BridgeLink
     from .config import Config
     from .console_web import Console
+    from .state import Snapshot
+    from .notify import Notifier
     from .store import Store
     from .supervisor import Supervisor
     from .webconfig import WebConfig
@@ -56,6 +60,9 @@ class WebContext:
     stopping: Callable[[], bool] = lambda: False
     config_file: Path | None = None  # the file reloads read; None: started without one
     console: "Console | None" = None  # the web console's settings editor and history
+    snapshot: Callable[[], "Snapshot"] | None = None  # the bridge's handlers: TDM's own picture
+    bridge: Callable[[], "BridgeLink"] | None = None  # the bridge's handlers: calls to TDM's launcher
+    notifier: Callable[[], "Notifier | None"] = lambda: None  # None: notifications not wired
 
 
 Handler = Callable[[WebContext, Request], Response]
@@ -153,6 +160,13 @@ ROUTES: dict[str, Endpoint] = {
     "/api/history/events": Endpoint(GET, console_web.history_events),
     "/api/history/claims": Endpoint(GET, console_web.history_claims),
     "/api/history/stats": Endpoint(GET, console_web.history_stats),
+    "/api/campaigns": Endpoint(GET, bridge_web.campaigns),
+    "/api/channels": Endpoint(GET, bridge_web.channels),
+    "/api/games": Endpoint(GET, bridge_web.games),
+    "/api/miner/login": Endpoint(POST, bridge_web.press_login),
+    "/api/miner/reload": Endpoint(POST, bridge_web.press_reload),
+    "/api/notifications": Endpoint(GET, notify.notifications),
+    "/api/notify/test": Endpoint(POST, notify.notify_test),
 }
 
 
