@@ -72,10 +72,10 @@ class Daemon:
             reload=self.reload,
             stopping=lambda: self._stopped,
             config_file=config_file,
+            console=self._console(config_file),
             snapshot=self.snapshot,
             bridge=lambda: self.bridge_link,
             notifier=lambda: self.notifier,
-            console=self._console(config_file),
         )
         patterns = build_patterns(config.logs.patterns)
         try:
@@ -229,7 +229,10 @@ class Daemon:
             return None
 
     def _known_games(self) -> list[str]:
-        return list(self.pipeline.handler.state.known_games)
+        """The games TDM can mine (the bridge's list) and those seen in its log."""
+        inventory = self.pipeline.snapshot().inventory
+        bridged = list(inventory.games) + [c.game for c in inventory.campaigns if c.game] if inventory is not None else []
+        return bridged + list(self.pipeline.handler.state.known_games)
 
     def _current_drop(self) -> tuple[str | None, str | None]:
         drop = self.pipeline.snapshot().drop

@@ -68,14 +68,12 @@ def write_config_file(path: Path, config: Config) -> Config:
         "web:",
         f"  listen_address: {json.dumps(config.web.listen_address)}",
     ]
-    if config.notify:  # the user's channels (`demo --config.file`), kept over the editor's reloads
+    if config.notify:  # `demo --config.file`'s channels: in the file too, or the first reload would drop them
         lines.append("notify:")
         for channel in config.notify:
-            lines += [
-                f"  - urls: {json.dumps(list(channel.urls))}",
-                f"    events: {json.dumps(list(channel.events))}",
-                f"    min_interval: {channel.min_interval:g}s",
-            ]
+            lines += [f"  - urls: {json.dumps(list(channel.urls))}", f"    events: {json.dumps(list(channel.events))}",
+                      f"    min_interval: {channel.min_interval:g}s"]
+    path.touch(mode=0o600)  # Apprise URLs carry tokens
     path.write_text("\n".join(lines) + "\n")
     return load_config(path)
 
@@ -87,7 +85,8 @@ def run_demo(scenario: str, listen_address: str, speed: float, notify: tuple[Not
     workdir = Path(tempfile.mkdtemp(prefix="twitchminert-demo-"))
     try:
         config_file = workdir / "twitchminert.yaml"
-        config = write_config_file(config_file, replace(demo_config(workdir, scenario, speed, listen_address), notify=tuple(notify)))
+        demo = replace(demo_config(workdir, scenario, speed, listen_address), notify=tuple(notify))
+        config = write_config_file(config_file, demo)
 
         def announce(daemon) -> None:
             base = f"{daemon.server.scheme}://{daemon.server.host}:{daemon.server.port}"

@@ -92,10 +92,10 @@ def _supervisor(status: SupervisorStatus | None) -> dict[str, Any] | None:
         "last_exit_code": status.last_exit_code,
         "last_exit_meaning": status.last_exit_meaning,
         "failure": status.failure,
+        "next_start_time": status.next_start_time,
         "last_exit_cause": status.last_exit_cause[1] if status.last_exit_cause else None,
         "adopted": status.adopted,
         "notice": status.notice,
-        "next_start_time": status.next_start_time,
     }
 
 

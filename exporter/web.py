@@ -33,9 +33,9 @@ from . import notify
 if TYPE_CHECKING:
     from .bridge_link import BridgeLink
     from .config import Config
+    from .console_web import Console
     from .state import Snapshot
     from .notify import Notifier
-    from .console_web import Console
     from .store import Store
     from .supervisor import Supervisor
     from .webconfig import WebConfigFile
@@ -59,10 +59,10 @@ class WebContext:
     reload: Callable[[str], tuple[bool, str]]  # source ("http", "cli") -> (applied or unchanged, message)
     stopping: Callable[[], bool] = lambda: False
     config_file: Path | None = None  # the file reloads read; None: started without one
+    console: "Console | None" = None  # the web console's settings editor and history
     snapshot: Callable[[], "Snapshot"] | None = None  # the bridge's handlers: TDM's own picture
     bridge: Callable[[], "BridgeLink"] | None = None  # the bridge's handlers: calls to TDM's launcher
     notifier: Callable[[], "Notifier | None"] = lambda: None  # None: notifications not wired
-    console: "Console | None" = None  # the web console's settings editor and history
 
 
 Handler = Callable[[WebContext, Request], Response]
@@ -156,6 +156,10 @@ ROUTES: dict[str, Endpoint] = {
     "/-/ready": Endpoint(GET, ready),
     "/-/reload": Endpoint(POST, reload),
     "/-/restart": Endpoint(POST, restart),
+    "/api/settings": Endpoint(GET | PUT, console_web.settings),
+    "/api/history/events": Endpoint(GET, console_web.history_events),
+    "/api/history/claims": Endpoint(GET, console_web.history_claims),
+    "/api/history/stats": Endpoint(GET, console_web.history_stats),
     "/api/campaigns": Endpoint(GET, bridge_web.campaigns),
     "/api/channels": Endpoint(GET, bridge_web.channels),
     "/api/games": Endpoint(GET, bridge_web.games),
@@ -163,10 +167,6 @@ ROUTES: dict[str, Endpoint] = {
     "/api/miner/reload": Endpoint(POST, bridge_web.press_reload),
     "/api/notifications": Endpoint(GET, notify.notifications),
     "/api/notify/test": Endpoint(POST, notify.notify_test),
-    "/api/settings": Endpoint(GET | PUT, console_web.settings),
-    "/api/history/events": Endpoint(GET, console_web.history_events),
-    "/api/history/claims": Endpoint(GET, console_web.history_claims),
-    "/api/history/stats": Endpoint(GET, console_web.history_stats),
 }
 
 
