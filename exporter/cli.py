@@ -1,6 +1,6 @@
-"""Command line: `twitchminert run|replay|events`, with Prometheus-style flags.
+"""Command line: `twitchminert run|demo|config|replay|events`, with Prometheus-style flags.
 
-Usage and config errors print one line per problem and exit 2.
+Usage and config errors print one line per problem and exit 2, before anything is started.
 """
 
 from __future__ import annotations
@@ -8,20 +8,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
 from . import __version__, config_cli, daemon_log
-from .config import DEFAULT_CONFIG_FILE, DEFAULT_LOG_FILE, Config, ConfigError, load_config
+from .config import DEFAULT_CONFIG_FILE, DEFAULT_LOG_FILE, Config, ConfigError, check_listen_address, load_config
+from .events import EventKind
 from .metrics import StateCollector
-from .patterns import PatternError
+from .patterns import LEVELS, PatternError
 from .settings_file import SettingsUnreadable
 from .pipeline import RecordHandler, replay
+from .demo import SCENARIOS
 from .state import MinerState
 from .timestamps import LocalClock, zone
+from .webconfig import WebConfigError
 
 EXIT_USAGE = 2
 
@@ -30,37 +34,79 @@ class UsageError(Exception):
     pass
 
 
+def _positive(kind: type) -> Callable[[str], float]:
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}") from None
+        if not value > 0 or value != value or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+        return value
+
+    return convert
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line, exit 2 (argparse adds its usage block; `--help` shows it)."""
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="twitchminert", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"twitchminert {__version__}")
-    parser.add_argument("--log.level", dest="log_level", default="INFO", help="our own log level (default INFO)")
-    parser.add_argument(
-        "--log.file", dest="log_file", type=Path, help=f"also log to this file (run: default {DEFAULT_LOG_FILE})"
+    parser = _Parser(
+        prog="twitchminert",
+        description="Monitor and manage TwitchDropsMiner: run (the daemon), demo (with a simulated miner), "
+        "config (validate, render, diff, apply the YAML file), replay (metrics from log files), events (stored history).",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"twitchminert {__version__}")
+    # Every command takes the log flags, before or after its name; SUPPRESS keeps the top level's value
+    # when they are not repeated after the command.
+    logging = _Parser(add_help=False)
+    for target, default in ((parser, None), (logging, argparse.SUPPRESS)):
+        target.add_argument("--log.level", dest="log_level", default=default or "INFO", help="our own log level (default INFO)")
+        target.add_argument(
+            "--log.file", dest="log_file", type=Path, default=default,
+            help=f"also log to this file (run: default {DEFAULT_LOG_FILE})",
+        )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = commands.add_parser("run", help="the daemon: follow TDM's logs and serve /metrics")
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[logging], **kwargs)
+
+    run = command("run", help="the daemon: follow TDM's logs and serve /metrics")
     run.add_argument("--config.file", dest="config_file", type=Path, help=f"default {DEFAULT_CONFIG_FILE}")
-    run.add_argument("--web.listen-address", dest="listen_address", help="default 127.0.0.1:9797")
+    run.add_argument("--web.listen-address", dest="listen_address", help="default: web.listen_address, else 127.0.0.1:9797")
+    run.add_argument(
+        "--web.config.file", dest="web_config_file", type=Path,
+        help="exporter-toolkit web config (TLS, basic auth); default: web.config_file",
+    )
 
-    rep = commands.add_parser("replay", help="read log files once and print the final metrics")
-    rep.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    rep.add_argument("--patterns", action="append", type=Path, default=[], metavar="YAML")
-    rep.add_argument("--format", choices=("prom", "json"), default="prom")
+    rep = command("replay", help="read log files once and print the final metrics")
+    rep.add_argument("files", nargs="+", type=Path, metavar="FILE", help="TDM log files (log.txt), read in this order")
+    rep.add_argument(
+        "--patterns", action="append", type=Path, default=[], metavar="YAML", help="a user pattern file (repeatable)"
+    )
+    rep.add_argument(
+        "--format", choices=("prom", "json"), default="prom",
+        help="prom: the final metrics (default); json: every event, one JSON object a line",
+    )
     rep.add_argument("--timezone", default="local", help="TDM's time zone (default: this machine's)")
 
-    demo = commands.add_parser("demo", help="the daemon supervising a built-in simulated miner (no Twitch account)")
-    demo.add_argument("--scenario", default="happy", choices=("happy", "flaky", "crash", "terminated", "stall", "login-required"))
-    demo.add_argument("--web.listen-address", dest="listen_address", default="127.0.0.1:9797")
-    demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)")
+    demo = command("demo", help="the daemon supervising a built-in simulated miner (no Twitch account)")
+    demo.add_argument("--scenario", default="happy", choices=SCENARIOS, help="what the simulated miner does (default happy)")
+    demo.add_argument("--web.listen-address", dest="listen_address", default="127.0.0.1:9797", help="default 127.0.0.1:9797")
+    demo.add_argument(
+        "--speed", type=_positive(float), default=60.0, help="simulated seconds per real second (default 60)"
+    )
 
-    config_cli.add_parser(commands)
+    config_cli.add_parser(commands, parents=[logging])
 
-    events = commands.add_parser("events", help="list stored events, newest first")
-    events.add_argument("--config.file", dest="config_file", type=Path)
-    events.add_argument("--kind")
-    events.add_argument("--level")
-    events.add_argument("--limit", type=int, default=50)
+    events = command("events", help="print stored events as JSON lines: the newest --limit, oldest first")
+    events.add_argument("--config.file", dest="config_file", type=Path, help=f"the daemon's config (default {DEFAULT_CONFIG_FILE})")
+    events.add_argument("--kind", help="only events of this kind, e.g. drop_claimed, config_change")
+    events.add_argument("--level", help=f"only records of this level: {', '.join(LEVELS)}")
+    events.add_argument("--limit", type=_positive(int), default=50, help="at most this many events (default 50)")
     return parser
 
 
@@ -71,14 +117,19 @@ def _config(path: Path | None) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from . import preflight
     from .daemon import run
 
     config_file = args.config_file or (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None)
-    return run(_config(args.config_file), args.listen_address, config_file)
+    config = _config(args.config_file)
+    if args.web_config_file is not None:
+        config = replace(config, web=replace(config.web, config_file=args.web_config_file))
+    preflight.check(config, args.listen_address)  # every start-up problem, before anything starts
+    return run(config, args.listen_address, config_file)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .daemon import build_patterns
+    from .preflight import build_patterns
 
     missing = [str(f) for f in args.files if not f.is_file()]
     if missing:
@@ -105,17 +156,27 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    try:
+        check_listen_address(args.listen_address)
+    except ValueError as error:
+        raise UsageError(f"demo: --web.listen-address: {error}") from None
     return run_demo(args.scenario, args.listen_address, args.speed)
 
 
 def cmd_events(args: argparse.Namespace) -> int:
     from .store import Store
 
+    kinds = [kind.value for kind in EventKind]
+    if args.kind is not None and args.kind not in kinds:
+        raise UsageError(f"events: --kind: unknown kind {args.kind!r} (expected one of {', '.join(kinds)})")
+    if args.level is not None and args.level.upper() not in LEVELS:
+        raise UsageError(f"events: --level: unknown level {args.level!r} (expected one of {', '.join(LEVELS)})")
     config = _config(args.config_file)
     if not config.store_file.exists():
         raise UsageError(f"events: no store at {config.store_file} (has the daemon run?)")
     with Store.open(config.store_file) as store:
-        for event in reversed(store.query_events(args.kind, args.level, limit=args.limit)):
+        level = args.level.upper() if args.level is not None else None
+        for event in reversed(store.query_events(args.kind, level, limit=args.limit)):  # as a log reads
             sys.stdout.write(_event_json(event) + "\n")
     return 0
 
@@ -136,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as error:
             raise UsageError(str(error)) from None
         return COMMANDS[args.command](args)
-    except (UsageError, ConfigError, PatternError, SettingsUnreadable) as error:
+    except (UsageError, ConfigError, PatternError, SettingsUnreadable, WebConfigError) as error:
         for line in str(error).splitlines() or [type(error).__name__]:
             print(f"twitchminert: {line}", file=sys.stderr)
         return EXIT_USAGE

@@ -25,7 +25,8 @@ from .cookies import JarInfo, read_jar
 from .events import Event, EventKind
 from .http import Request, Response, Route, Server, get, metrics_route, parse_listen_address, post, text
 from .metrics import StateCollector, SupervisorCollector
-from .patterns import PatternSet, load_user_patterns
+from .patterns import PatternSet
+from .preflight import build_patterns
 from .pipeline import Follower, Pipeline, RecordHandler
 from .redaction import redact_all
 from .session_check import SessionChecker
@@ -45,12 +46,6 @@ COOKIES_EVERY = 10.0
 PRUNE_EVERY = 600.0
 # Events after which TDM stops mining but stays alive ("Application Terminated").
 TERMINATING = frozenset({EventKind.FATAL_ERROR, EventKind.APPLICATION_TERMINATED})
-
-
-def build_patterns(files: tuple[Path, ...]) -> PatternSet:
-    """Compile every user pattern now: a bad one stops start-up (PatternError names it)."""
-    user = [pattern for file in files for pattern in load_user_patterns(file)]
-    return PatternSet.builtin().extended(user)
 
 
 def supervisor_settings(config: Config) -> SupervisorSettings:
@@ -360,7 +355,7 @@ class Daemon:
         )
         if answer["cookies"] is not None:
             answer["cookies"]["token_expiry"] = self.token_expiry or answer["cookies"]["token_expiry"]
-        return Response(200, json.dumps(answer).encode(), "application/json")
+        return Response(200, json.dumps(answer, allow_nan=False).encode(), "application/json")  # strict JSON
 
     def _ready(self, request: Request) -> Response:
         return text(200, "ready") if not self._stopped else text(503, "stopping")

@@ -101,4 +101,5 @@ def _cookies(jar: JarInfo | None) -> dict[str, Any] | None:
         "format": jar.format,
         "has_auth_token": jar.has_auth_token,
         "token_expiry": jar.auth_token_expiry,
+        "error": jar.error,  # why an unreadable jar cannot be read (never a cookie value)
     }

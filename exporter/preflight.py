@@ -1,0 +1,82 @@
+"""What can be checked before anything starts: run by `config validate`, `run` and `demo`, so a file that
+validates starts, and a start-up problem is one line and exit 2 before TDM is started or settings.json written.
+
+`config.py` checks each value's shape; this checks what the values point at: pattern files (read and
+compiled), the web config file (parsed, certificates loaded), the miner folder and its main.py, whether
+the storage folder can be created, and the listen address given on the command line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .config import Config, ConfigError, check_listen_address
+from .patterns import PatternError, PatternSet, load_user_patterns
+from .webconfig import WebConfig, WebConfigError, load_web_config
+
+
+def build_patterns(files: tuple[Path, ...]) -> PatternSet:
+    """Compile every user pattern now: a bad one stops start-up (PatternError names it)."""
+    user = [pattern for file in files for pattern in load_user_patterns(file)]
+    return PatternSet.builtin().extended(user)
+
+
+def check(config: Config, listen_address: str | None = None) -> None:
+    """Raise ConfigError with every problem, one per line (`file:line: key: message`)."""
+    problems: list[str] = []
+    if listen_address is not None:
+        try:
+            check_listen_address(listen_address)
+        except ValueError as error:
+            problems.append(f"--web.listen-address: {error}")
+    problems += _miner(config)
+    problems += _storage(config)
+    for index, file in enumerate(config.logs.patterns):  # each file, so each problem names its line here
+        try:
+            PatternSet.builtin().extended(load_user_patterns(file))
+        except PatternError as error:
+            problems += [f"{config.where(('logs', 'patterns', index))}: {line}" for line in str(error).splitlines()]
+    try:
+        build_patterns(config.logs.patterns)  # names clashing across files
+    except PatternError as error:
+        if not problems:
+            problems.append(str(error))
+    try:
+        web_config(config)
+    except WebConfigError as error:
+        problems += [f"{config.where(('web', 'config_file'))}: {line}" for line in str(error).splitlines()]
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def web_config(config: Config) -> WebConfig | None:
+    return load_web_config(config.web.config_file) if config.web.config_file else None
+
+
+def _miner(config: Config) -> list[str]:
+    miner = config.miner
+    if miner.dir is None:
+        return []
+    if not miner.dir.is_dir():
+        what = "does not exist" if not miner.dir.exists() else "is not a folder"
+        return [f"{config.where(('miner', 'dir'))}: {miner.dir} {what} (TDM's folder, with its main.py)"]
+    if miner.mode == "run" and not miner.command and not (miner.dir / "main.py").is_file():
+        return [f"{config.where(('miner', 'dir'))}: {miner.dir} has no main.py: point it at TDM's folder, or set miner.command"]
+    return []
+
+
+def _storage(config: Config) -> list[str]:
+    """The store is created at start (with its folders): the first folder that exists must let us."""
+    path = config.storage.path
+    where = config.where(("storage", "path"))
+    if path.exists() and not path.is_dir():
+        return [f"{where}: {path} is not a folder"]
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return [f"{where}: cannot create {path}: {existing} is not a folder"]
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return [f"{where}: cannot create {path}: {existing} is not writable"]
+    return []
