@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -72,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def command(name: str, **kwargs) -> argparse.ArgumentParser:
-        return commands.add_parser(name, parents=[logging], **kwargs)
+        return commands.add_parser(name, parents=[logging], description=kwargs.get("help"), **kwargs)
 
     run = command("run", help="the daemon: follow TDM's logs and serve /metrics")
     run.add_argument("--config.file", dest="config_file", type=Path, help=f"default {DEFAULT_CONFIG_FILE}")
@@ -122,10 +121,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config_file = args.config_file or (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None)
     config = _config(args.config_file)
-    if args.web_config_file is not None:
-        config = replace(config, web=replace(config.web, config_file=args.web_config_file))
-    preflight.check(config, args.listen_address)  # every start-up problem, before anything starts
-    return run(config, args.listen_address, config_file)
+    preflight.check(config, args.listen_address, args.web_config_file)  # every start-up problem, before anything starts
+    return run(config, args.listen_address, config_file, web_config_file=args.web_config_file)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

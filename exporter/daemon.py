@@ -95,6 +95,7 @@ class Daemon:
         self._housekeeping = threading.Thread(target=self._housekeep, name="twitchminert-housekeeping")
         self._reload_lock = threading.Lock()
         self._stopped = False
+        self.web_config_flag: Path | None = None  # --web.config.file: wins over the file's, at every reload too
 
     # -- parts --------------------------------------------------------------------------------
 
@@ -269,6 +270,8 @@ class Daemon:
         with self._reload_lock:
             try:
                 new = load_config(self.config_file)
+                if self.web_config_flag is not None:
+                    new = replace(new, web=replace(new.web, config_file=self.web_config_flag))
                 patterns = build_patterns(new.logs.patterns)  # a bad pattern file is a bad config too
                 web = load_web_config(new.web.config_file) if new.web.config_file else None
             except (ConfigError, ValueError) as error:
@@ -438,14 +441,17 @@ class _ExporterCollector:
 
 
 def run(config: Config, listen_address: str | None = None, config_file: Path | None = None,
-        on_started: Callable[[Daemon], None] | None = None) -> int:
+        on_started: Callable[[Daemon], None] | None = None, web_config_file: Path | None = None) -> int:
     """Run until SIGTERM or SIGINT; SIGHUP reloads the config file."""
     stop = threading.Event()
     hup = threading.Event()
     # Watch from before the daemon is built: an edit made while it starts is reloaded, not missed.
     watcher = FileChangeWatcher(config_file, hup) if config_file is not None else None
+    if web_config_file is not None:
+        config = replace(config, web=replace(config.web, config_file=web_config_file))
     try:
         daemon = Daemon(config, listen_address, config_file)
+        daemon.web_config_flag = web_config_file
     except BaseException:
         if watcher is not None:
             watcher.stop()

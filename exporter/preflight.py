@@ -22,8 +22,9 @@ def build_patterns(files: tuple[Path, ...]) -> PatternSet:
     return PatternSet.builtin().extended(user)
 
 
-def check(config: Config, listen_address: str | None = None) -> None:
-    """Raise ConfigError with every problem, one per line (`file:line: key: message`)."""
+def check(config: Config, listen_address: str | None = None, web_config_file: Path | None = None) -> None:
+    """Raise ConfigError with every problem, one per line (`file:line: key: message`). `listen_address` and
+    `web_config_file` are the command line's, which win over the file's."""
     problems: list[str] = []
     if listen_address is not None:
         try:
@@ -43,9 +44,10 @@ def check(config: Config, listen_address: str | None = None) -> None:
         if not problems:
             problems.append(str(error))
     try:
-        web_config(config)
+        load_web_config(web_config_file) if web_config_file is not None else web_config(config)
     except WebConfigError as error:
-        problems += [f"{config.where(('web', 'config_file'))}: {line}" for line in str(error).splitlines()]
+        where = "--web.config.file" if web_config_file is not None else config.where(("web", "config_file"))
+        problems += [f"{where}: {line}" for line in str(error).splitlines()]
     if problems:
         raise ConfigError("\n".join(problems))
 
