@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = command("run", help="the daemon: follow TDM's logs and serve /metrics")
     run.add_argument("--config.file", dest="config_file", type=Path, help=f"default {DEFAULT_CONFIG_FILE}")
-    run.add_argument("--web.listen-address", dest="listen_address", help="default: web.listen_address, else 127.0.0.1:9797")
+    run.add_argument("--web.listen-address", dest="listen_address", help="default 127.0.0.1:9797, or web.listen_address from the config")
     run.add_argument(
         "--web.config.file", dest="web_config_file", type=Path,
         help="exporter-toolkit web config (TLS, basic auth); default: web.config_file",
