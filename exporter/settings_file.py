@@ -113,7 +113,7 @@ class _Url:
 def _url(data: Any) -> _Url:
     if not isinstance(data, str):
         raise TypeError(f"expected a string, got {type(data).__name__}")
-    urlsplit(data)  # yarl parses with urlsplit: "http://[::1" raises ValueError
+    urlsplit(data).port  # as yarl: "http://[::1", a port that is not a number or above 65535 raise ValueError
     return _Url(data)
 
 
@@ -323,7 +323,7 @@ def _priority_mode(value: Any) -> PriorityMode:
 def _proxy(value: Any) -> str:
     _strict(str, "a proxy URL (string)")(value)
     try:
-        urlsplit(value)
+        _url(value)  # TDM would stop on what yarl refuses
     except ValueError as error:
         raise ValueError(f"not a valid URL ({error}): {value!r}") from None
     return value

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import tdm_reference
 from conftest import FIXTURES, REPO, wait_until
+from tdm_source import TDM
 from test_reload import FIRST, SWAPPED, config_yaml, free_port, line_of
 
 from exporter import settings_file
@@ -121,13 +121,13 @@ def test_render_keeps_every_value_tdm_has_that_the_yaml_does_not_set(tmp_path: P
     result = twitchminert("config", "render", str(config), "--tdm-dir", str(tdm), home=home)
     assert result.returncode == 0, result.stderr
     assert b"Pok\\u00e9mon GO" in result.stdout  # ASCII escapes, as TDM's json.dump
-    # Loaded as TDM loads it (tests/tdm_reference.py, written from the doc): nothing was reset to a default.
+    # Loaded by TDM's own json_load (../shared/tdm-src): nothing was reset to a default.
     rendered = write(tmp_path / "rendered" / "settings.json", result.stdout.decode("ascii"))
-    assert tdm_reference.json_load(rendered, tdm_reference.default_settings()) == {
-        "proxy": tdm_reference.URL("http://127.0.0.1:3128"),
+    assert TDM.json_load(rendered, TDM.default_settings()) == {
+        "proxy": TDM.URL("http://127.0.0.1:3128"),
         "priority": ["New"],
         "exclude": {"Z", "Pok\u00e9mon GO"},
-        "priority_mode": tdm_reference.PriorityMode.LOW_AVBL_FIRST,
+        "priority_mode": TDM.PriorityMode.LOW_AVBL_FIRST,
         "dark_mode": True,
         "autostart_tray": True,
         "connection_quality": 4,
