@@ -91,6 +91,8 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     web: WebConfig = field(default_factory=WebConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
+    # Real seconds per drop minute: 60 with TDM; `demo` runs its simulator --speed times faster. Not in the YAML.
+    drop_minute_seconds: float = 60.0
     # The file it came from, so later checks (preflight) name the line too; not part of the value.
     document: yamlfile.Document | None = field(default=None, compare=False, repr=False)
 

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .config import Config, MinerConfig, StorageConfig, WebConfig
+from .config import MIN_STALL_SECONDS, Config, MinerConfig, StorageConfig, WebConfig
 from .lifecycle import BackoffPolicy
 
 SIMULATOR_MAIN = Path(__file__).with_name("simulator") / "main.py"
@@ -21,6 +21,8 @@ DEMO_PRIORITY = ("Starfall Arena", "Pixel Kingdoms")
 
 
 def demo_config(workdir: Path, scenario: str, speed: float, listen_address: str) -> Config:
+    """The simulator runs `speed` times faster than real time (60: a drop minute a second); every time the
+    daemon judges by (a drop's ETA, the stall restart) runs as fast, so each scenario shows itself in a minute."""
     tdm_dir = workdir / "tdm"
     tdm_dir.mkdir(parents=True, exist_ok=True)
     command = (sys.executable, str(SIMULATOR_MAIN), "--dir", str(tdm_dir), "--scenario", scenario, "--speed", f"{speed:g}")
@@ -33,12 +35,16 @@ def demo_config(workdir: Path, scenario: str, speed: float, listen_address: str)
             # The crash scenario exits 1 right after its fatal error (real TDM waits for its window to be
             # closed); let it, so the demo shows the crash restarts rather than a terminated restart.
             restart_on_terminated=scenario != "crash",
+            # The shortest stall limit (30 minutes), in simulated time like every time the daemon judges
+            # (drop_minute_seconds below): 30 real seconds at --speed 60.
+            restart_on_stall=MIN_STALL_SECONDS,
             # Quick restarts so the crash scenario shows its whole story in a few minutes.
             backoff=BackoffPolicy(initial=2.0, max=60.0, healthy_after=120.0, max_restarts=5, window=3600.0),
         ),
         settings={"priority": DEMO_PRIORITY, "priority_mode": "ending_soonest"},
         storage=StorageConfig(path=workdir / "data"),
         web=WebConfig(listen_address=listen_address),
+        drop_minute_seconds=60.0 / speed,
     )
 
 

@@ -32,6 +32,7 @@ def miner_status(
     jar: JarInfo | None,
     cpu_percent: float | None,
     now: float,
+    drop_minute_seconds: float = 60.0,  # real seconds per drop minute (the demo's simulator is faster)
 ) -> dict[str, Any]:
     snap = effective(snapshot, supervisor)
     drop = snap.drop
@@ -45,7 +46,7 @@ def miner_status(
             progress_minutes=drop.current,
             required_minutes=drop.required,
             percent=round(drop.percent, 1),
-            eta=drop.last_progress_time + remaining * 60.0,
+            eta=drop.last_progress_time + remaining * drop_minute_seconds,
             last_progress=drop.last_progress_time,
         )
     running = supervisor.up if supervisor is not None else None

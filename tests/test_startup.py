@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from exporter.cli import _parser
 from exporter.events import EventKind
 from exporter.patterns import LEVELS
 
-from conftest import REPO, DaemonProcess, free_port, http_post
+from conftest import REPO, DaemonProcess, free_port, http_post, sample, status_json, wait_until
 
 MARKER_MAIN = "import pathlib, sys\npathlib.Path(__file__).with_name('started').touch()\n"
 
@@ -253,3 +254,27 @@ def test_help_names_every_command_and_option(home: Path) -> None:
         assert not undocumented, f"{name}: {undocumented} have no help text"
         assert "--log.level" in command.format_help(), name
     assert "oldest first" in twitchminert("events", "--help", home=home).stdout
+
+
+# -- the demo's times run at the simulator's speed -------------------------------------------------
+
+
+def test_demo_eta_and_stall_run_at_the_simulators_speed(daemon_factory) -> None:
+    """At --speed 60 a drop minute takes a real second: the ETA says so, and the stall scenario's
+    30-minute stall limit is 30 real seconds, so a stall restart shows within a minute."""
+    happy = daemon_factory("demo", "--scenario", "happy", "--web.listen-address", "127.0.0.1:0", "--speed", "60")
+    stall = daemon_factory("demo", "--scenario", "stall", "--web.listen-address", "127.0.0.1:0", "--speed", "60")
+    happy.wait_listening()
+    stall.wait_listening()
+    started = time.monotonic()
+
+    def mining() -> dict | None:
+        current = status_json(happy)["current_mining"]
+        return current if current["eta"] is not None and current["progress_minutes"] < current["required_minutes"] else None
+
+    current = wait_until(mining, 20, what="a drop in progress")
+    remaining = current["required_minutes"] - current["progress_minutes"]
+    assert current["eta"] - current["last_progress"] == pytest.approx(remaining * 1.0)  # a real second a minute
+
+    wait_until(lambda: sample(stall.metrics(), "tdm_miner_restarts_total", reason="stall"), 60, what="a stall restart")
+    assert time.monotonic() - started < 60
