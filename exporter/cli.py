@@ -23,6 +23,7 @@ from .settings_file import SettingsUnreadable
 from .pipeline import RecordHandler, replay
 from .demo import SCENARIOS
 from .state import MinerState
+from .store import StoreError
 from .timestamps import LocalClock, zone
 from .webconfig import WebConfigError
 
@@ -194,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as error:
             raise UsageError(str(error)) from None
         return COMMANDS[args.command](args)
-    except (UsageError, ConfigError, PatternError, SettingsUnreadable, WebConfigError) as error:
+    except (UsageError, ConfigError, PatternError, SettingsUnreadable, WebConfigError, StoreError) as error:
         for line in str(error).splitlines() or [type(error).__name__]:
             print(f"twitchminert: {line}", file=sys.stderr)
         return EXIT_USAGE
