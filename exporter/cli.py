@@ -35,12 +35,14 @@ class UsageError(Exception):
 
 
 def _positive(kind: type) -> Callable[[str], float]:
+    """An argparse type: a finite number above 0 (`--speed 0` or `--limit -1` would be accepted and misbehave)."""
+
     def convert(text: str):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}") from None
-        if not value > 0 or value != value or value == float("inf"):
+            value = None
+        if value is None or not 0 < value < float("inf"):  # also refuses nan
             raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
         return value
 
