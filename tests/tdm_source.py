@@ -64,6 +64,8 @@ class _RealTdm:
     _namespace: dict[str, Any] | None = None
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name.startswith("_pytest"):  # pytest's collection probing, not a test's use
+            raise AttributeError(name)
         if _RealTdm._namespace is None:
             _RealTdm._namespace = _load(need_tdm_source())
         if name == "default_settings":  # TDM passes its module-level dict; a fresh copy per call here
