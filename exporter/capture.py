@@ -2,7 +2,8 @@
 
 Each record is `{YYYY-mm-dd HH:MM:SS}.{msecs:03d}:\t{level:>7}:\t{text}` in local time, exactly
 TDM's `FILE_FORMATTER`, so the pipeline frames this file like log.txt. Levels are ours: `STDOUT`,
-`STDERR` (the supervisor's pumps) and `GUI` (the launcher, inside TDM's process).
+`STDERR` (the supervisor's pumps), `GUI` and `STATE` (the launcher, inside TDM's process: the Output
+box, and the bridge's JSON records of TDM's state).
 
 - A multi-line text is ONE record: its first line goes on the header, the others follow as
   continuation lines. A text starting with "\n" keeps its empty first line. One trailing newline
@@ -32,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+CAPTURED_OUTPUT = Path("logs") / "miner_output.log"  # the capture's file, under the data dir
 MAX_LINE_BYTES = 64 * 1024  # a longer line from a pipe is split into records of at most this size
 _READ_SIZE = 64 * 1024
 _LEVEL = re.compile(r"[A-Z]+")

@@ -1,4 +1,4 @@
-"""Command line: `twitchminert run|demo|config|replay|events`, with Prometheus-style flags.
+"""Command line: `twitchminert run|demo|config|replay|events|notify|login`, with Prometheus-style flags.
 
 Usage and config errors print one line per problem and exit 2, before anything is started.
 """
@@ -14,8 +14,8 @@ from typing import Callable, Sequence
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
-from . import __version__, config_cli, daemon_log
-from .config import DEFAULT_CONFIG_FILE, DEFAULT_LOG_FILE, Config, ConfigError, check_listen_address, load_config
+from . import __version__, config_cli, daemon_log, login_cli
+from .config import DEFAULT_CONFIG_FILE, DEFAULT_LOG_FILE, Config, ConfigError, parse_listen_address, load_config
 from .events import EventKind
 from .metrics import StateCollector
 from .patterns import LEVELS, PatternError
@@ -55,22 +55,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
 
 
+def _log_flags(parser: argparse.ArgumentParser, level_default: str) -> None:
+    file_default = None if level_default != argparse.SUPPRESS else argparse.SUPPRESS
+    parser.add_argument("--log.level", dest="log_level", default=level_default, help="our own log level (default INFO)")
+    parser.add_argument(
+        "--log.file", dest="log_file", type=Path, default=file_default,
+        help=f"also log to this file (run: default {DEFAULT_LOG_FILE})",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="twitchminert",
         description="Monitor and manage TwitchDropsMiner: run (the daemon), demo (with a simulated miner), "
-        "config (validate, render, diff, apply the YAML file), replay (metrics from log files), events (stored history).",
+        "config (validate, render, diff, apply the YAML file), replay (metrics from log files), events (stored history), "
+        "notify (test notifications), login (log TDM in through a running daemon).",
     )
     parser.add_argument("--version", action="version", version=f"twitchminert {__version__}")
     # Every command takes the log flags, before or after its name; SUPPRESS keeps the top level's value
     # when they are not repeated after the command.
     logging = _Parser(add_help=False)
-    for target, default in ((parser, None), (logging, argparse.SUPPRESS)):
-        target.add_argument("--log.level", dest="log_level", default=default or "INFO", help="our own log level (default INFO)")
-        target.add_argument(
-            "--log.file", dest="log_file", type=Path, default=default,
-            help=f"also log to this file (run: default {DEFAULT_LOG_FILE})",
-        )
+    _log_flags(parser, "INFO")
+    _log_flags(logging, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def command(name: str, **kwargs) -> argparse.ArgumentParser:
@@ -94,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
         help="prom: the final metrics (default); json: every event, one JSON object a line",
     )
     rep.add_argument("--timezone", default="local", help="TDM's time zone (default: this machine's)")
+    rep.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
 
     demo = command("demo", help="the daemon supervising a built-in simulated miner (no Twitch account)")
     demo.add_argument("--scenario", default="happy", choices=SCENARIOS, help="what the simulated miner does (default happy)")
@@ -101,8 +108,17 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--speed", type=_positive(float), default=60.0, help="simulated seconds per real second (default 60)"
     )
+    demo.add_argument("--config.file", dest="config_file", type=Path, help="takes its notify: section, to try notifications")
+
+    notify = command("notify", help="notifications: `notify test` sends a test message to every URL")
+    notify.add_argument("action", choices=("test",), help="test: send a test message to every URL of the notify: section")
+    notify.add_argument("--config.file", dest="config_file", type=Path, help=f"default {DEFAULT_CONFIG_FILE}")
 
     config_cli.add_parser(commands, parents=[logging])
+    login_cli.add_parser(commands)
+    for sub in commands.choices.values():  # commands added by other modules take the log flags too
+        if "--log.level" not in sub._option_string_actions:
+            _log_flags(sub, argparse.SUPPRESS)
 
     events = command("events", help="print stored events as JSON lines: the newest --limit, oldest first")
     events.add_argument("--config.file", dest="config_file", type=Path, help=f"the daemon's config (default {DEFAULT_CONFIG_FILE})")
@@ -120,7 +136,7 @@ def _config(path: Path | None) -> Config:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from . import preflight
-    from .daemon import run
+    from .service import run
 
     config_file = args.config_file or (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None)
     config = _config(args.config_file)
@@ -129,7 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .preflight import build_patterns
+    from .reloading import build_patterns
 
     missing = [str(f) for f in args.files if not f.is_file()]
     if missing:
@@ -142,13 +158,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     out = sys.stdout
     if args.format == "json":
         for path in args.files:
-            replay([path], handler)
+            replay([path], handler, progress=args.progress)
             for event in handler.take_events():
                 out.write(_event_json(event) + "\n")
         return 0
-    replay(args.files, handler)
+    replay(args.files, handler, progress=args.progress)
     registry = CollectorRegistry()
-    registry.register(StateCollector(lambda: handler.state.snapshot(handler.state.last_record_time or 0.0)))
+    end = handler.state.last_record_time or 0.0  # the log's own "now"
+    registry.register(StateCollector(lambda: handler.state.snapshot(end), clock=lambda: end))
     out.write(generate_latest(registry).decode())
     return 0
 
@@ -157,10 +174,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     try:
-        check_listen_address(args.listen_address)
+        parse_listen_address(args.listen_address)
     except ValueError as error:
         raise UsageError(f"demo: --web.listen-address: {error}") from None
-    return run_demo(args.scenario, args.listen_address, args.speed)
+    notify = load_config(args.config_file).notify if args.config_file is not None else ()
+    return run_demo(args.scenario, args.listen_address, args.speed, notify)
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    """`notify test`: one line per URL (masked); exit 1 when any failed."""
+    from .notify import Notifier
+    from .notify_rules import NotifyRules
+
+    config = _config(args.config_file)
+    if not config.notify:
+        raise UsageError("notify test: the config has no notify: section (a list of {urls, events, min_interval})")
+    results = Notifier(config.notify, NotifyRules()).test()
+    for result in results:
+        print(f"{result['channel']}: {'ok' if result['ok'] else 'failed: ' + str(result['error'])}")
+    return 0 if all(result["ok"] for result in results) else 1
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -181,11 +213,24 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_login(args: argparse.Namespace) -> int:
+    config_file = Path(args.config_file) if args.config_file else None
+    return login_cli.run(args, lambda: _config(config_file).web.listen_address)
+
+
 def _event_json(event) -> str:
     return json.dumps(event.to_dict(), ensure_ascii=False)
 
 
-COMMANDS = {"run": cmd_run, "replay": cmd_replay, "demo": cmd_demo, "events": cmd_events, "config": config_cli.run}
+COMMANDS = {
+    "run": cmd_run,
+    "replay": cmd_replay,
+    "demo": cmd_demo,
+    "events": cmd_events,
+    "config": config_cli.run,
+    "login": cmd_login,
+    "notify": cmd_notify,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

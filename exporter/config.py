@@ -15,9 +15,11 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 from . import yamlfile
+from .capture import CAPTURED_OUTPUT
 from .framing import DEFAULT_MAX_RECORD_BYTES
-from .http import parse_listen_address
 from .lifecycle import BackoffPolicy
+from .notify_rules import EVENTS as NOTIFY_EVENTS
+from .notify_send import check_url as check_apprise_url, mask as mask_url
 from .redaction import redact
 from .timestamps import zone
 
@@ -26,8 +28,9 @@ DEFAULT_CONFIG_FILE = HOME / "config" / "twitchminert.yaml"
 DEFAULT_DATA_DIR = HOME / "data"
 DEFAULT_LOG_FILE = HOME / "logs" / "twitchminert.log"  # our own log, beside the data
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9797"
-CAPTURED_OUTPUT = Path("logs") / "miner_output.log"  # under the data dir, written by the supervisor
 MIN_STALL_SECONDS = 1800.0
+MINER_MODES = ("run", "attach")
+DISPLAY = re.compile(r":\d+(\.\d+)?")  # besides "auto" and "none"
 PRIORITY_MODES = ("priority_only", "ending_soonest", "low_availability_first")
 
 
@@ -40,17 +43,30 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class MinerConfig:
-    dir: Path | None = None
-    command: tuple[str, ...] = ()  # empty: TDM's main.py in `dir` with this Python
-    env: Mapping[str, str] = field(default_factory=dict)
+    """TDM and how to run it: the one miner settings type, which the supervisor takes as it is.
+    Its values are checked once, by the `miner` section's converters below."""
+
+    dir: Path | None = None  # TDM's folder: main.py / exe / AppImage, settings.json, lock.file, log.txt
+    python: Path | None = None  # TDM's interpreter for a source install; None: a venv in `dir`, else python3
+    command: tuple[str, ...] = ()  # empty: `<python> main.py` in `dir`
+    env: Mapping[str, str] = field(default_factory=dict)  # added to our environment
     mode: str = "run"  # or "attach": watch a TDM started by someone else
     display: str = "auto"  # "auto" (private Xvfb when there is no DISPLAY), ":N", or "none"
-    mirror_gui_output: str = "auto"  # "auto", "on", "off"
+    mirror_gui_output: str = "auto"  # main.py through the launcher: "auto"/"on" (source installs), "off"
     stop_timeout: float = 10.0
-    pid_file: Path | None = None
+    pid_file: Path | None = None  # attach mode: where to find the PID when lock.file says nothing
     restart_on_terminated: bool = True
     restart_on_stall: float | None = None  # seconds; None = off
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+
+    def __post_init__(self) -> None:
+        for name in ("dir", "python", "pid_file"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
+        object.__setattr__(self, "command", tuple(self.command))
+        object.__setattr__(self, "env", dict(self.env))
+        if self.python is not None and self.command:
+            raise ValueError("python and command: set one (python runs main.py; command runs anything else)")
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,20 @@ class SessionConfig:
 
 
 @dataclass(frozen=True)
+class NotifyChannel:
+    urls: tuple[str, ...] = field(default=(), repr=False)  # Apprise URLs: they carry tokens, never shown
+    events: tuple[str, ...] = NOTIFY_EVENTS
+    min_interval: float = 300.0  # a repeating event goes to this channel at most this often
+
+    def __post_init__(self) -> None:
+        if not self.urls:
+            raise ValueError("urls: expected at least one Apprise URL")
+
+    def masked(self) -> dict[str, Any]:
+        return {"urls": [mask_url(url) for url in self.urls], "events": list(self.events), "min_interval": self.min_interval}
+
+
+@dataclass(frozen=True)
 class Config:
     miner: MinerConfig = field(default_factory=MinerConfig)
     settings: Mapping[str, Any] = field(default_factory=dict)  # only the TDM settings the user set
@@ -91,6 +121,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     web: WebConfig = field(default_factory=WebConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
+    notify: tuple[NotifyChannel, ...] = ()
     # Real seconds per drop minute: 60 with TDM; `demo` runs its simulator --speed times faster. Not in the YAML.
     drop_minute_seconds: float = 60.0
     # The file it came from, so later checks (preflight) name the line too; not part of the value.
@@ -120,6 +151,17 @@ class Config:
         if self.miner.dir is not None:
             sources.insert(0, str(self.miner.dir / "log.txt"))
         return tuple(sources)
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """"127.0.0.1:9797", ":9797" (all interfaces) or "[::1]:9797"."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isascii() or not port.isdigit():
+        raise ValueError(f"expected host:port, got {address!r}")
+    if int(port) > 65535:
+        raise ValueError(f"port {port} is out of range (0-65535)")
+    host = host.strip("[]")
+    return host or "0.0.0.0", int(port)
 
 
 # -- converters ----------------------------------------------------------------------------------
@@ -263,21 +305,13 @@ def _known_zone(name: str) -> None:
         raise ValueError(f"unknown time zone {name!r}") from None
 
 
-def check_listen_address(address: str) -> tuple[str, int]:
-    """(host, port) of `host:port`; ValueError for anything a listener could not bind to by its shape."""
-    host, port = parse_listen_address(address)
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port {port} is out of range (0 to 65535) in {address!r}")
-    return host, port
-
-
 _timezone = _string_that(_known_zone)
-_listen_address = _string_that(check_listen_address)
+_listen_address = _string_that(parse_listen_address)
 
 
 def _display(value: Any, path: Path_, ctx: Context) -> Any:
     text = _string(value, path, ctx)
-    if text is INVALID or text in ("auto", "none") or re.fullmatch(r":\d+(\.\d+)?", text):
+    if text is INVALID or text in ("auto", "none") or DISPLAY.fullmatch(text):
         return text
     return ctx.fail(path, f"expected auto, none or a display such as :99, got {text!r}")
 
@@ -339,6 +373,18 @@ def _validate_url(value: Any, path: Path_, ctx: Context) -> Any:
     if not url.hostname or (url.scheme != "https" and not (url.scheme == "http" and local)):
         return ctx.fail(path, f"expected an https:// URL (the token is sent there), got {text!r}")
     return text.rstrip("/")
+
+
+_apprise_url = _string_that(check_apprise_url)
+
+
+def _notify(value: Any, path: Path_, ctx: Context) -> Any:
+    """A list of channels: {urls: [Apprise URLs], events: [...], min_interval: 5m}."""
+    channel = _section(
+        {"urls": _list_of(_apprise_url), "events": _list_of(_one_of(*NOTIFY_EVENTS)), "min_interval": _duration},
+        NotifyChannel,
+    )
+    return _list_of(channel)(value if value is not None else [], path, ctx)
 
 
 def _section(schema: Mapping[str, Converter], build: Callable[..., Any]) -> Converter:
@@ -419,9 +465,10 @@ SCHEMA: dict[str, Converter] = {
     "miner": _section(
         {
             "dir": _path,
+            "python": _path,
             "command": _list_of(_string),
             "env": _env,
-            "mode": _one_of("run", "attach"),
+            "mode": _one_of(*MINER_MODES),
             "display": _display,
             "mirror_gui_output": _switch,
             "stop_timeout": _duration,
@@ -457,6 +504,7 @@ SCHEMA: dict[str, Converter] = {
         },
         SessionConfig,
     ),
+    "notify": _notify,
 }
 
 

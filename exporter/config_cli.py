@@ -13,9 +13,8 @@ from pathlib import Path
 
 from . import preflight, settings_file
 from .config import Config, ConfigError, load_config
-from .events import Event, EventKind
+from .events import Event, EventKind, audit_event
 from .lockfile import lock_holder
-from .redaction import redact_all
 from .settings_sync import SettingsSync
 
 EXIT_USAGE = 2
@@ -128,8 +127,7 @@ def _apply(args: argparse.Namespace, config: Config) -> int:
     events: list[Event] = []
 
     def record(action: str, fields: dict) -> None:
-        fields = redact_all(fields)  # settings.proxy may carry user:password@, as in the daemon's events
-        events.append(Event(EventKind.CONFIG_CHANGE, time.time(), "INFO", "twitchminert", f"{action}: {json.dumps(fields, sort_keys=True)}", {"action": action, "source": "cli", **fields}))
+        events.append(audit_event(action, {"source": "cli", **fields}, EventKind.CONFIG_CHANGE, time.time()))
 
     sync = SettingsSync(directory, config.settings, record)
     sync.prepare()

@@ -10,9 +10,10 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
-from .config import MIN_STALL_SECONDS, Config, MinerConfig, StorageConfig, WebConfig
+from .config import MIN_STALL_SECONDS, Config, MinerConfig, NotifyChannel, StorageConfig, WebConfig
 from .lifecycle import BackoffPolicy
 
 SIMULATOR_MAIN = Path(__file__).with_name("simulator") / "main.py"
@@ -35,9 +36,8 @@ def demo_config(workdir: Path, scenario: str, speed: float, listen_address: str)
             # The crash scenario exits 1 right after its fatal error (real TDM waits for its window to be
             # closed); let it, so the demo shows the crash restarts rather than a terminated restart.
             restart_on_terminated=scenario != "crash",
-            # The shortest stall limit (30 minutes), in simulated time like every time the daemon judges
-            # (drop_minute_seconds below): 30 real seconds at --speed 60.
-            restart_on_stall=MIN_STALL_SECONDS,
+            # The shortest stall limit (30 minutes) of simulated time: 30 real seconds at --speed 60.
+            restart_on_stall=MIN_STALL_SECONDS / speed,
             # Quick restarts so the crash scenario shows its whole story in a few minutes.
             backoff=BackoffPolicy(initial=2.0, max=60.0, healthy_after=120.0, max_restarts=5, window=3600.0),
         ),
@@ -48,12 +48,13 @@ def demo_config(workdir: Path, scenario: str, speed: float, listen_address: str)
     )
 
 
-def run_demo(scenario: str, listen_address: str, speed: float) -> int:
-    from .daemon import run
+def run_demo(scenario: str, listen_address: str, speed: float, notify: tuple[NotifyChannel, ...] = ()) -> int:
+    """`notify`: channels from the user's config (`demo --config.file`), to try notifications on the simulator."""
+    from .service import run
 
     workdir = Path(tempfile.mkdtemp(prefix="twitchminert-demo-"))
     try:
-        config = demo_config(workdir, scenario, speed, listen_address)
+        config = replace(demo_config(workdir, scenario, speed, listen_address), notify=tuple(notify))
 
         def announce(daemon) -> None:
             base = f"{daemon.server.scheme}://{daemon.server.host}:{daemon.server.port}"

@@ -7,8 +7,11 @@ Nothing here does I/O.
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+from .redaction import redact_all
 
 
 class EventKind(str, enum.Enum):
@@ -74,6 +77,7 @@ class EventKind(str, enum.Enum):
     # ours
     CONFIG_CHANGE = "config_change"
     SUPERVISOR = "supervisor"
+    NOTIFICATION = "notification"  # a notification not delivered: event, channel (masked URL), error
     CUSTOM = "custom"  # a user pattern with its own event name: fields["name"]
     USER_METRIC = "user_metric"  # a user pattern counter/gauge update: metric, type, labels, value
 
@@ -97,3 +101,19 @@ class Event:
             "message": self.message,
             "fields": dict(self.fields),
         }
+
+
+def audit_event(action: str, fields: Mapping[str, Any], kind: EventKind, now: float) -> Event:
+    """One of our own events (a config change, a settings write...), as stored and shown by /api/events."""
+    fields = redact_all(dict(fields))  # settings.proxy may carry user:password@
+    message = f"{action}: {json.dumps(fields, sort_keys=True)}"
+    return Event(kind, now, "INFO", "twitchminert", message, {"action": action, **fields})
+
+
+# After these TDM stops mining but its process stays alive ("Application Terminated").
+_TERMINATING = frozenset({EventKind.FATAL_ERROR, EventKind.APPLICATION_TERMINATED})
+
+
+def stops_mining(event: Event) -> bool:
+    """A fatal error, "Application Terminated", or a crash of a task TDM cannot mine without."""
+    return event.kind in _TERMINATING or (event.kind is EventKind.TASK_CRASH and bool(event.fields.get("critical")))

@@ -1,11 +1,18 @@
 """Framing: split TDM's log bytes into records (header line plus continuation lines).
 
-Pure: bytes and `now` go in, records come out. No files, no threads.
+Pure: bytes and `now` go in, a Batch comes out. No files, no threads.
+
+Most of a verbose log is DEBUG noise no pattern reads. Records of such count-only levels never
+become Python objects: the headers of a whole chunk are counted by level in one regex pass, and a
+second pass finds the records that are built. Only chunks that could hold a record over the size
+limit take the record-by-record path.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 
@@ -22,21 +29,43 @@ class Record(NamedTuple):
     truncated: bool = False  # longer than the framer's limit and cut
 
 
+@dataclass(slots=True)
+class Batch:
+    """What one framer call produced: every record it finished, built or only counted."""
+
+    records: list[Record] = field(default_factory=list)
+    counted: dict[str, int] = field(default_factory=dict)  # count-only records, by level
+    counted_time: tuple[str, int] | None = None  # (timestamp, msecs) of the newest one counted
+    counted_truncated: int = 0  # count-only records cut at the size limit
+    consumed: int = 0  # bytes of the file turned into records (or dropped as orphans)
+
+    def __len__(self) -> int:
+        """Records finished, built or counted."""
+        return len(self.records) + sum(self.counted.values())
+
+
+_STAMP = rb"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\.(\d{3,4}):\t *"
+_BARE_STAMP = rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3,4}:\t *"
 # TDM's FILE_FORMATTER: "{asctime}.{msecs:03.0f}:\t{levelname:>7}:\t{message}"; our captured-output
 # file uses the same header with GUI/STDOUT/STDERR levels. msecs can be 1000 on Python 3.10 builds.
-HEADER = re.compile(rb"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\.(\d{3,4}):\t *([A-Z]+):\t", re.M)
-# The same, found after a newline: a leading literal lets the regex engine skip ahead with memchr
+HEADER = re.compile(rb"^" + _STAMP + rb"([A-Z]+):\t", re.M)
+# The same, found after a newline: a leading literal lets the regex engine skip ahead
 # instead of trying `^` at every byte, which made searching 5x slower.
-_NEXT_HEADER = re.compile(rb"\n(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\.(\d{3,4}):\t *([A-Z]+):\t")
+_NEXT_HEADER = re.compile(rb"\n" + _STAMP + rb"([A-Z]+):\t")
 
 DEFAULT_MAX_RECORD_BYTES = 1 << 20
 DEFAULT_QUIET_SECONDS = 0.005  # TDM writes a record in one write(); parts of one are µs apart
+_LAST_HEADER_WINDOW = 4096
 
 
-# The record being assembled: (timestamp, msecs, level) as raw bytes, and where its message starts
-# in the buffer, counted from the record's first byte. A tuple of bytes: one is made per record on
-# the hot path, and most (DEBUG) are only counted, never decoded.
-_Pending = tuple
+class _Pending(NamedTuple):
+    """The record being assembled: header fields as raw bytes (most are only counted, never
+    decoded) and where its message starts, counted from the record's first byte."""
+
+    timestamp: bytes
+    msecs: bytes
+    level: bytes
+    message_start: int
 
 
 class Framer:
@@ -62,11 +91,8 @@ class Framer:
         self.quiet_seconds = quiet_seconds
         self.orphan_lines = 0  # lines with no header before them (started mid-record)
         self.oversized_records = 0
-        # Levels nobody reads the text of (DEBUG noise, usually): counted, never built into Records.
         self.count_only = count_only
-        self.counted: dict[bytes, int] = {}
-        self.counted_last: tuple[bytes, bytes] | None = None  # (timestamp, msecs) of the last one counted
-        self.counted_truncated = 0
+        self._batch = Batch()
         self._discarding = False  # dropping the rest of a record that was cut at the limit
         self._buf = bytearray()
         self._scanned = 0  # self._buf[:_scanned] is whole lines already searched for headers
@@ -76,12 +102,24 @@ class Framer:
 
     @property
     def count_only(self) -> frozenset[str]:
+        """Levels nobody reads the text of (DEBUG noise, usually): counted, never built into Records."""
         return self._count_only
 
     @count_only.setter
     def count_only(self, levels: frozenset[str]) -> None:
         self._count_only = frozenset(levels)
         self._count_only_raw = frozenset(level.encode("ascii") for level in levels)
+        self._counted_levels = sorted(levels)
+        alternatives = b"|".join(sorted(self._count_only_raw)) or b"(?!)"
+        # Found after a newline, in one pass: the header of a count-only record (one group per
+        # level), or a record to build: its header, its first line, and a "\n" group when a
+        # header follows that line (then the record is that one line).
+        counted = b"|".join(b"(" + level.encode("ascii") + b")" for level in self._counted_levels)
+        built = _STAMP + rb"([A-Z]+):\t([^\n]*)(?:(?=(\n)" + _BARE_STAMP + rb"[A-Z]+:\t)|)"
+        self._bulk = re.compile(
+            rb"\n(?:" + (_BARE_STAMP + rb"(?:" + counted + rb"):\t|" if counted else b"") + built + rb")"
+        )
+        self._counted_stamp = re.compile(rb"\n" + _STAMP + rb"(?:" + alternatives + rb"):\t")
 
     @property
     def fed_until(self) -> int:
@@ -90,60 +128,21 @@ class Framer:
 
     # -- feeding ---------------------------------------------------------------------------
 
-    def feed(self, data: bytes, now: float) -> list[Record]:
+    def feed(self, data: bytes, now: float) -> Batch:
         if not data:
-            return []
+            return Batch()
+        start = self.offset
         self._last_data_at = now
         self._buf += data
-        out: list[Record] = []
-        if self._mid_line and not self._skip_to_line_start():
-            return out
-        buf = self._buf
-        complete_end = buf.rfind(b"\n") + 1
-        if complete_end > self._scanned:
-            done = 0  # buf[:done] is emitted or dropped; consumed once, after the scan
-            pending = self._pending
-            count_only = self._count_only_raw
-            if self._scanned == 0 and (first := HEADER.match(buf, 0, complete_end)) is not None:
-                pending = (*first.groups(), first.end())
-            # A header after a newline: the leading literal lets the regex engine skip ahead quickly.
-            for match in _NEXT_HEADER.finditer(buf, max(self._scanned - 1, 0), complete_end):
-                start = match.start() + 1
-                if start > done:
-                    if pending is not None:
-                        if pending[2] in count_only:
-                            self._count(pending, start - done)
-                        else:
-                            out.append(self._record(pending, done, start))
-                    else:
-                        self._count_orphans(done, start)
-                    done = start
-                timestamp, msecs, level = match.groups()
-                pending = (timestamp, msecs, level, match.end() - start)  # decoded only if it is built
-            match = first = None  # noqa: F841 - drop the matches before the buffer is resized
-            if pending is None:  # whole lines with no header before them can never join a record
-                self._count_orphans(done, complete_end)
-                done = complete_end
-            self._pending = pending
-            self._consume(done)
-            complete_end -= done
-            self._scanned = complete_end
-        # The next header is already visible: the pending record cannot grow any more.
-        if self._pending is not None and complete_end < len(buf):
-            tail = HEADER.match(buf, complete_end)
-            if tail is not None:
-                following = self._pending_from(tail)  # read it before the buffer moves
-                self._release_pending(complete_end, out)
-                self._pending = following
-        if len(buf) > self.max_record_bytes:
-            self._cut_oversized(out)
-        return out
+        if not self._mid_line or self._skip_to_line_start():
+            self._frame()
+        return self._take(start)
 
-    def flush_due(self, now: float) -> list[Record]:
+    def flush_due(self, now: float) -> Batch:
         """Emit the held record once the stream has been quiet long enough."""
         deadline = self.deadline()
         if deadline is None or now < deadline:
-            return []
+            return Batch()
         return self.flush()
 
     def deadline(self) -> float | None:
@@ -152,55 +151,219 @@ class Framer:
             return None  # nothing held, or a partial line is still being written
         return self._last_data_at + self.quiet_seconds
 
-    def flush(self) -> list[Record]:
+    def flush(self) -> Batch:
         """Emit everything held, partial last line included (end of a file that is complete)."""
-        out: list[Record] = []
-        self._release_pending(len(self._buf), out)
+        start = self.offset
+        self._release_pending(len(self._buf))
         self._mid_line = False
-        return out
+        return self._take(start)
 
     # -- internals -------------------------------------------------------------------------
 
-    @staticmethod
-    def _pending_from(match: re.Match) -> _Pending:
-        return (*match.groups(), match.end() - match.start())
+    def _take(self, start: int) -> Batch:
+        batch, self._batch = self._batch, Batch()
+        batch.consumed = self.offset - start
+        return batch
 
-    def _release_pending(self, end: int, out: list[Record]) -> None:
+    def _frame(self) -> None:
+        buf = self._buf
+        complete_end = buf.rfind(b"\n") + 1
+        if complete_end > self._scanned:
+            if self._scanned == 0 and self._pending is None:
+                first = HEADER.match(buf, 0, complete_end)
+                if first is not None:
+                    self._pending = _Pending(*first.groups(), first.end())
+                first = None  # a match holds the buffer: it cannot be resized while one lives
+            last = self._last_header(max(self._scanned - 1, 0), complete_end)
+            if last is None:
+                if self._pending is None:  # whole lines with no header before them can never join a record
+                    self._count_orphans(0, complete_end)
+                    self._consume(complete_end)
+            elif self._holds_oversized(last):
+                self._frame_one_by_one(complete_end)
+            else:
+                self._frame_in_bulk(last)
+            self._scanned = buf.rfind(b"\n") + 1
+        # The next header is already visible: the pending record cannot grow any more.
+        complete_end = buf.rfind(b"\n") + 1
+        if self._pending is not None and complete_end < len(buf):
+            tail = HEADER.match(buf, complete_end)
+            if tail is not None:
+                following = _Pending(*tail.groups(), tail.end() - complete_end)  # before the buffer moves
+                self._release_pending(complete_end)
+                self._pending = following
+        if len(buf) > self.max_record_bytes:
+            self._cut_oversized()
+
+    def _last_header(self, start: int, end: int) -> int | None:
+        """Where the last header in buf[start:end] begins (it follows a newline), or None."""
+        window = _LAST_HEADER_WINDOW
+        while True:
+            low = max(start, end - window)
+            found = None
+            for found in _NEXT_HEADER.finditer(self._buf, low, end):
+                pass
+            if found is not None:
+                return found.start() + 1
+            if low == start:
+                return None
+            window *= 4
+
+    def _holds_oversized(self, end: int) -> bool:
+        """Whether a record in buf[:end] could be over the size limit: some stretch of half the limit
+        with no header in it. (A record over the limit always spans one of the probes.)"""
+        half = self.max_record_bytes // 2
+        for probe in range(0, end - half, max(half, 1)):
+            found = _NEXT_HEADER.search(self._buf, probe)
+            if found is None or found.start() - probe >= half:
+                return True
+        return False
+
+    def _frame_in_bulk(self, last: int) -> None:
+        """Finish every record in buf[:last] (none over the limit); the header at `last` is held.
+
+        Count-only records are counted by level in one pass; the others are found by a second one.
+        """
+        buf, batch = self._buf, self._batch
+        pending = self._pending
+        if pending is None:  # orphan lines, then the first header
+            first = _NEXT_HEADER.search(buf, 0)  # there is one: the header at `last`
+            start = first.start() + 1
+            pending = _Pending(*first.groups(), first.end() - start)
+            first = None
+            self._count_orphans(0, start)
+            self._consume(start)
+            last -= start
+            if last == 0:  # the first header is the last: its record may still grow
+                self._pending = pending
+                return
+        records = batch.records
+        end = self._record_end(pending.message_start, last)
+        if pending.level in self._count_only_raw:
+            self._count_one(pending, end)
+        else:
+            records.append(self._record(pending, 0, end))
+        # The loop below is the hot path of a catch-up: everything it calls is looked up once.
+        source, offset, append, next_header = self.source, self.offset, records.append, _NEXT_HEADER.search
+        levels = len(self._counted_levels)
+        fields = range(levels + 1, levels + 6)
+        counts = [0] * (levels + 1)
+        for match in self._bulk.finditer(buf, end - 1, last):
+            index = match.lastindex
+            if index <= levels:  # a count-only header: counted, nothing else
+                counts[index] += 1
+                continue
+            timestamp, msecs, level, line, one_line = match.group(*fields)
+            start, line_end = match.span()
+            if one_line is not None:  # the next line is a header: the usual one-line record
+                end = line_end + 1
+                message = line.decode("utf-8", "replace")
+            else:
+                following = next_header(buf, line_end, last)
+                end = last if following is None else following.start() + 1
+                message = buf[line_end - len(line) : end - 1 if buf[end - 1] == 10 else end].decode("utf-8", "replace")
+            if "\r" in message:  # a log written on Windows
+                message = message.replace("\r\n", "\n").rstrip("\r")
+            append(
+                _new_record(
+                    Record,
+                    (
+                        source,
+                        timestamp.decode("ascii"),
+                        int(msecs),
+                        _LEVELS.get(level) or level.decode("ascii"),
+                        message,
+                        offset + start + 1,
+                        offset + end,
+                        False,
+                    ),
+                )
+            )
+        match = following = None
+        if any(counts):
+            counted = batch.counted
+            for level, n in zip(self._counted_levels, counts[1:]):
+                if n:
+                    counted[level] = counted.get(level, 0) + n
+            newest = self._last_match(self._counted_stamp, last)
+            batch.counted_time = (newest[0].decode("ascii"), int(newest[1]))
+        self._discarding = False
+        following = HEADER.match(buf, last)
+        self._pending = _Pending(*following.groups(), following.end() - last)
+        following = None
+        self._consume(last)
+
+    def _record_end(self, message_start: int, limit: int) -> int:
+        """Where the record whose message starts at `message_start` ends: the next header, or `limit`."""
+        buf = self._buf
+        newline = buf.find(b"\n", message_start, limit)
+        if newline < 0 or newline + 1 >= limit:
+            return limit
+        if HEADER.match(buf, newline + 1) is not None:  # the usual one-line record
+            return newline + 1
+        found = _NEXT_HEADER.search(buf, newline, limit)
+        return limit if found is None else found.start() + 1
+
+    def _last_match(self, pattern: re.Pattern[bytes], end: int) -> tuple[bytes, ...]:
+        window = _LAST_HEADER_WINDOW
+        while True:
+            low = max(0, end - window)
+            found = None
+            for found in pattern.finditer(self._buf, low, end):
+                pass
+            if found is not None:
+                return found.groups()
+            window *= 4
+
+    def _frame_one_by_one(self, complete_end: int) -> None:
+        """The general path: every header in turn, records over the size limit cut and counted."""
+        buf = self._buf
+        done = 0  # buf[:done] is emitted or dropped; consumed once, after the scan
+        pending = self._pending
+        count_only = self._count_only_raw
+        for match in _NEXT_HEADER.finditer(buf, max(self._scanned - 1, 0), complete_end):
+            start = match.start() + 1
+            if start > done:
+                if pending is not None:
+                    if pending.level in count_only:
+                        self._count_one(pending, start - done)
+                    else:
+                        self._batch.records.append(self._record(pending, done, start))
+                else:
+                    self._count_orphans(done, start)
+                done = start
+            pending = _Pending(*match.groups(), match.end() - start)  # decoded only if it is built
+        match = None  # noqa: F841 - drop the match before the buffer is resized
+        self._pending = pending
+        self._consume(done)
+
+    def _release_pending(self, end: int) -> None:
         """Emit the held record as ending at `end` (or drop orphan bytes), and consume them."""
         if end == 0:
             return
         if self._pending is not None:
-            if self._pending[2] in self._count_only_raw:
-                self._count(self._pending, end)
+            if self._pending.level in self._count_only_raw:
+                self._count_one(self._pending, end)
             else:
-                out.append(self._record(self._pending, 0, end))
+                self._batch.records.append(self._record(self._pending, 0, end))
             self._pending = None
         else:
             self._count_orphans(0, end)
         self._consume(end)
 
-    def take_counted(self) -> tuple[dict[str, int], tuple[str, int] | None, int]:
-        """Records of count-only levels since the last call: per level, the (timestamp, msecs)
-        of the last one, and how many of them were cut at the size limit."""
-        counted = {level.decode("ascii"): n for level, n in self.counted.items()}
-        last = None if self.counted_last is None else (self.counted_last[0].decode("ascii"), int(self.counted_last[1]))
-        taken = (counted, last, self.counted_truncated)
-        self.counted, self.counted_last, self.counted_truncated = {}, None, 0
-        return taken
-
-    def _count(self, pending: _Pending, size: int) -> None:
-        level = pending[2]
-        self.counted[level] = self.counted.get(level, 0) + 1
-        self.counted_last = (pending[0], pending[1])
+    def _count_one(self, pending: _Pending, size: int) -> None:
+        batch = self._batch
+        level = pending.level.decode("ascii")
+        batch.counted[level] = batch.counted.get(level, 0) + 1
+        batch.counted_time = (pending.timestamp.decode("ascii"), int(pending.msecs))
         if size > self.max_record_bytes:
             self.oversized_records += 1
-            self.counted_truncated += 1
+            batch.counted_truncated += 1
         self._discarding = False
 
     def _record(self, pending: _Pending, start: int, end: int) -> Record:
         """The record in buf[start:end]; the buffer is left as it is."""
         timestamp, msecs, level, message_start = pending
-        timestamp, msecs, level = timestamp.decode("ascii"), int(msecs), level.decode("ascii")
         truncated = end - start > self.max_record_bytes
         if truncated:
             self.oversized_records += 1
@@ -211,7 +374,16 @@ class Framer:
         if "\r" in message:  # a log written on Windows
             message = message.replace("\r\n", "\n").rstrip("\r")
         self._discarding = False
-        return Record(self.source, timestamp, msecs, level, message, self.offset + start, self.offset + end, truncated)
+        return Record(
+            self.source,
+            timestamp.decode("ascii"),
+            int(msecs),
+            _LEVELS.get(level) or level.decode("ascii"),
+            message,
+            self.offset + start,
+            self.offset + end,
+            truncated,
+        )
 
     def _consume(self, n: int) -> None:
         if n:
@@ -232,7 +404,7 @@ class Framer:
         self._mid_line = False
         return True
 
-    def _cut_oversized(self, out: list[Record]) -> None:
+    def _cut_oversized(self) -> None:
         if self._pending is None:
             tail = HEADER.match(self._buf, self._scanned)
             if tail is None:  # a huge line with no header: drop it
@@ -240,10 +412,13 @@ class Framer:
                 self._mid_line = not self._buf.endswith(b"\n")
                 self._consume(len(self._buf))
                 return
-            following = self._pending_from(tail)
-            self._release_pending(self._scanned, out)
+            following = _Pending(*tail.groups(), tail.end() - tail.start())
+            self._release_pending(self._scanned)
             self._pending = following
         self._mid_line = not self._buf.endswith(b"\n")
-        self._release_pending(len(self._buf), out)
+        self._release_pending(len(self._buf))
         self._discarding = True
 
+
+_new_record = tuple.__new__  # builds a Record without the Python-level __new__ of a named tuple
+_LEVELS = {level.encode("ascii"): level for level in ("ERROR", "WARNING", "INFO", "CALL", "DEBUG", "GUI", "STDOUT", "STDERR")}

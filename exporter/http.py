@@ -1,24 +1,23 @@
-"""The HTTP server: one route table, plain stdlib threads.
+"""The HTTP server: plain stdlib threads serving a table of routes (the table is in web.py).
 
-Handlers are small functions of the request that return a Response; they only read snapshots,
-so a scrape never waits on I/O to TDM.
+A route's handler is a small function of the request that returns a Response; handlers only read
+snapshots, so a scrape never waits on I/O to TDM.
 """
 
 from __future__ import annotations
 
+import json
+import socket
 import ssl
 import sys
 import threading
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from loguru import logger
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from .metrics import exposition
 from .webconfig import Gate, WebConfig, ssl_context, tls_listener
 
 MAX_BODY_BYTES = 64 * 1024
@@ -55,11 +54,9 @@ def text(status: int, message: str) -> Response:
     return Response(status, (message + "\n").encode())
 
 
-def metrics_route(registry: CollectorRegistry) -> Route:
-    def handle(request: Request) -> Response:
-        return Response(200, exposition(registry), CONTENT_TYPE_LATEST)  # generate_latest's bytes, faster
-
-    return Route(frozenset({"GET", "HEAD"}), handle)
+def json_response(status: int, value: Any) -> Response:
+    """Strict JSON: NaN or Infinity is an error here, never an answer a JSON parser refuses."""
+    return Response(status, json.dumps(value, allow_nan=False).encode(), "application/json")
 
 
 def get(handler: Handler) -> Route:
@@ -88,6 +85,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
         self._body_read = False
@@ -171,17 +174,48 @@ class _HTTPServer(ThreadingHTTPServer):
 
 
 class Server:
-    """A running server; `port` is the bound one (useful with port 0); `stop()` shuts it down."""
+    """A bound server; `port` is the bound one (useful with port 0); `start()` serves, `stop()` shuts it down.
 
-    def __init__(self, host: str, port: int, routes: Mapping[str, Route], web: WebConfig | None = None) -> None:
+    Binding happens here, so a busy address fails before anything else is started. `takeover()` builds
+    a server on this one's listening socket (a reload that keeps the address: never unbound).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        routes: Mapping[str, Route],
+        web: WebConfig | None = None,
+        listener: socket.socket | None = None,
+    ) -> None:
         handler = type("RouteHandler", (_RequestHandler,), {"routes": dict(routes), "gate": Gate.from_config(web)})
-        self._httpd = _HTTPServer((host, port), handler)
-        context = ssl_context(web) if web is not None else None
+        if listener is None:
+            self._httpd = _HTTPServer((host, port), handler)
+        else:
+            self._httpd = _HTTPServer((host, port), handler, bind_and_activate=False)
+            self._httpd.socket.close()
+            self._httpd.socket = listener
+            self._httpd.server_address = listener.getsockname()
+        try:
+            context = ssl_context(web) if web is not None else None
+        except BaseException:
+            self._httpd.server_close()
+            raise
         if context is not None:
             self._httpd.socket = tls_listener(self._httpd.socket, context)
         self.scheme = "https" if context is not None else "http"
         self.host, self.port = self._httpd.server_address[:2]
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="twitchminert-http")
+
+    def takeover(self, routes: Mapping[str, Route], web: WebConfig | None = None) -> "Server":
+        """A new (not started) server on a copy of this one's listening socket; stop this one after starting it."""
+        listening = self._httpd.socket
+        listener = socket.fromfd(listening.fileno(), listening.family, listening.type)  # a plain dup, even of TLS
+        try:
+            return Server(self.host, self.port, routes, web, listener)
+        except BaseException:
+            listener.close()
+            raise
 
     def start(self) -> "Server":
         self._thread.start()
@@ -192,12 +226,3 @@ class Server:
             self._httpd.shutdown()
             self._thread.join()
         self._httpd.server_close()
-
-
-def parse_listen_address(address: str) -> tuple[str, int]:
-    """"127.0.0.1:9797", ":9797" (all interfaces) or "[::1]:9797"."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"expected host:port, got {address!r}")
-    host = host.strip("[]")
-    return host or "0.0.0.0", int(port)

@@ -20,7 +20,11 @@ Everything happens in this one process, so TDM's exit codes and signal handling 
    class in `gui` (TDM's `_TKOutputHandler`) is wrapped to flag its thread while it runs. If `gui`
    has no handler class, a message that starts with a registered level name and ": " (TDM's
    OUTPUT_FORMATTER) is taken for a logger record instead.
-4. runpy.run_path(main.py, run_name="__main__").
+4. The bridge (`gui_bridge`) wraps the GUI methods TDM calls when its state changes and writes each
+   change as a `STATE` record into the same file; with `--control SOCKET` it also listens there for
+   the daemon's calls (press Login, Reload, a snapshot). Its missing hooks are named in its `hello`
+   record, not on stderr: that capability is unsupported, and TDM runs as it would without us.
+5. runpy.run_path(main.py, run_name="__main__").
 
 Without the hook point (no `gui` module, no `ConsoleOutput.print`) one warning line goes to stderr
 and main.py runs unmirrored. The capture file can fail: then one warning, and TDM runs on.
@@ -46,7 +50,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
+from exporter.bridge import STATE_LEVEL
 from exporter.capture import OutputCapture
+from exporter.gui_bridge import GuiBridge
 
 LAUNCHER_PATH = Path(__file__).resolve()
 HOOK_MISSING = "twitchminert launcher: gui.ConsoleOutput.print not found; GUI output will not be mirrored"
@@ -55,9 +61,16 @@ _LOGGED_PREFIX = re.compile(r"([A-Z]+): ")
 _STDLIB_LOGGING = ("logging", "logging.handlers")
 
 
-def launcher_argv(python: str, main_py: Path, args: list[str], output: Path) -> list[str]:
-    """The child's argv: `python` runs this file by absolute path; the paths are made absolute."""
-    return [python, str(LAUNCHER_PATH), "--output", os.path.abspath(output), "--", os.path.abspath(main_py), *args]
+def launcher_argv(python: str, main_py: Path, args: list[str], output: Path, control: Path | None = None) -> list[str]:
+    """The child's argv: `python` runs this file by absolute path; the paths are made absolute.
+    `control`: the bridge's control socket (none: TDM's state is written, but it takes no calls)."""
+    control_args = ["--control", os.path.abspath(control)] if control is not None else []
+    return [python, str(LAUNCHER_PATH), "--output", os.path.abspath(output), *control_args, "--", os.path.abspath(main_py), *args]
+
+
+def runs_launcher(argv: list[str]) -> bool:
+    """Whether a miner command line is one `launcher_argv` built."""
+    return len(argv) > 1 and argv[1] == str(LAUNCHER_PATH)
 
 
 class GuiMirror:
@@ -147,8 +160,9 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
         return spec
 
 
-def run(main_py: Path, args: list[str], output: Path) -> None:
-    """Run main.py as `python main.py ARGS` would, mirroring GUI output to `output`.
+def run(main_py: Path, args: list[str], output: Path, control: Path | None = None) -> None:
+    """Run main.py as `python main.py ARGS` would, mirroring GUI output and TDM's state to `output`
+    and taking the bridge's calls on `control`.
 
     Replaces sys.argv and sys.path[0]: meant for this process's entry point, not for a host program.
     SystemExit from main.py propagates.
@@ -161,12 +175,13 @@ def run(main_py: Path, args: list[str], output: Path) -> None:
         _warn(f"cannot open {output} ({error}); GUI output will not be mirrored")
     else:
         # The file stays open for the life of the process (O_CLOEXEC, closed at exit).
-        install_hook(GuiMirror(functools.partial(capture.write, GUI_LEVEL)))
+        bridge = GuiBridge(functools.partial(capture.write, STATE_LEVEL), control, warn=_warn)
+        install_hook(GuiMirror(functools.partial(capture.write, GUI_LEVEL)), bridge)
     runpy.run_path(str(main_py), run_name="__main__")
 
 
-def install_hook(mirror: GuiMirror) -> None:
-    """Patch `gui` when TDM imports it; warn once now or then if the hook point is missing."""
+def install_hook(mirror: GuiMirror, bridge: GuiBridge | None = None) -> None:
+    """Patch `gui` when TDM imports it; warn once now or then if the mirror's hook point is missing."""
 
     def patch(gui: ModuleType | None) -> None:
         try:
@@ -175,6 +190,11 @@ def install_hook(mirror: GuiMirror) -> None:
             installed = False
         if not installed:
             print(HOOK_MISSING, file=sys.stderr, flush=True)
+        if bridge is not None and gui is not None:
+            try:
+                bridge.install(gui)
+            except Exception as error:  # a TDM we do not understand runs unbridged
+                _warn(f"bridge: cannot install ({error!r}); TDM's state and controls are unavailable")
 
     if "gui" in sys.modules:
         patch(sys.modules["gui"])
@@ -188,26 +208,31 @@ def _warn(text: str) -> None:
     print(f"twitchminert launcher: {text}", file=sys.stderr, flush=True)
 
 
-def parse_args(argv: list[str]) -> tuple[Path, Path, list[str]]:
+def parse_args(argv: list[str]) -> tuple[Path, Path | None, Path, list[str]]:
     parser = argparse.ArgumentParser(
         prog="launcher.py",
-        usage="%(prog)s --output FILE -- MAIN_PY [ARGS...]",
+        usage="%(prog)s --output FILE [--control SOCKET] -- MAIN_PY [ARGS...]",
         description="Run TDM's main.py, mirroring its GUI Output box into FILE.",
     )
     parser.add_argument("--output", type=Path, required=True, help="the captured-output file")
+    parser.add_argument("--control", type=Path, help="the bridge's control socket (daemon -> TDM)")
     if "--" not in argv:
         parser.error("expected -- MAIN_PY [ARGS...]")
     split = argv.index("--")
     options = parser.parse_args(argv[:split])
     if split + 1 == len(argv):
         parser.error("expected MAIN_PY after --")
-    return options.output, Path(argv[split + 1]), argv[split + 2 :]
+    return options.output, options.control, Path(argv[split + 1]), argv[split + 2 :]
 
 
 def main(argv: list[str] | None = None) -> None:
-    output, main_py, args = parse_args(sys.argv[1:] if argv is None else argv)
-    run(main_py, args, output)
+    output, control, main_py, args = parse_args(sys.argv[1:] if argv is None else argv)
+    run(main_py, args, output, control)
 
 
 if __name__ == "__main__":
+    # The supervisor's parent-death signal becomes ONE SIGTERM: TDM closes normally (see pdeathsig).
+    from exporter.pdeathsig import relay_parent_death
+
+    relay_parent_death()
     main()

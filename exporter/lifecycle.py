@@ -13,6 +13,12 @@ An illegal transition raises TransitionError and changes nothing.
 Restart reasons: "crash" (any exit we did not ask for), "terminated" (TDM alive but no longer mining),
 "stall" (drop progress stopped) are *unexpected*: they wait out the backoff delay and count toward the
 crash-loop cap. "config" and "manual" are deliberate: they start again at once and are not capped.
+
+Stopping a terminated TDM: after a fatal error TDM runs its `except` block with its SIGTERM handler
+still installed (a SIGTERM there is swallowed), removes the handler, saves cookies.jar and then waits
+for its window to be closed, where SIGTERM's default action ends it (143). Nothing else is saved in
+that state, so TERMINATE comes TERMINATED_GRACE after the request (cookies.jar is written by then) and
+again every TERMINATED_GRACE until TDM is gone, instead of one TERMINATE and a KILL at stop_timeout.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ EXIT_MEANINGS = {
 }
 # Exits that a restart cannot fix: TDM needs a human (2, 4: a dialog) or another instance runs (3).
 NO_RESTART_CODES = frozenset({2, 3, 4})
+TERMINATED_GRACE = 1.0  # seconds: see the module docstring
 
 
 def exit_meaning(code: int | None) -> str:
@@ -68,7 +75,7 @@ class State(str, enum.Enum):
 
 
 class Action(str, enum.Enum):
-    START = "start"  # run before_start, then spawn the miner (or attach to a lock holder)
+    START = "start"  # spawn the miner (or attach to a lock holder), after before_start
     TERMINATE = "terminate"  # SIGTERM to the miner's process group
     KILL = "kill"  # SIGKILL to the miner's process group
 
@@ -124,6 +131,7 @@ class Lifecycle:
         self.state = State.STOPPED
         self.pid: int | None = None
         self.attached = False  # RUNNING a process we did not start: never signalled
+        self.adopted = False  # RUNNING a process an earlier run of ours started: signalled like our own
         self.started_at: float | None = None  # monotonic `now` of the current run
         self.failure: str | None = None  # why we are FAILED
         self.delay: float | None = None  # current un-jittered backoff delay; None: next one is `initial`
@@ -133,9 +141,11 @@ class Lifecycle:
         self.last_exit_code: int | None = None
         self.last_exit_meaning: str | None = None
         self.last_error: str | None = None  # why the last spawn failed
+        self.restart_reason: str | None = None  # why the miner is starting again (BACKOFF, STARTING)
 
         self._start_pending = False  # STARTING: START not yet handed out
         self._stop_signalled = False  # STOPPING: TERMINATE handed out
+        self._terminate_at: float | None = None  # STOPPING: when to hand out (the next) TERMINATE
         self._kill_at: float | None = None  # STOPPING: when to hand out KILL (None once handed out)
         self._restart_after_stop: str | None = None  # STOPPING: restart with this reason once it exited
         self._recent: deque[float] = deque()  # times of unexpected restarts, for the crash-loop cap
@@ -152,12 +162,14 @@ class Lifecycle:
             raise TransitionError("started: START was not handed out yet")
         self._to_running(now, pid, attached=False)
 
-    def attached_to(self, now: float, pid: int) -> None:
-        """A process we did not start runs TDM (it holds lock.file): follow it, never signal it."""
+    def attached_to(self, now: float, pid: int, adopted: bool = False) -> None:
+        """A process we did not start runs TDM (it holds lock.file): follow it, never signal it.
+        `adopted`: an earlier run of ours started it; it is then stopped and restarted like our own."""
         self._expect("attach", State.STOPPED, State.STARTING)
         if self.state is State.STARTING and self._start_pending:
             raise TransitionError("attach: START was not handed out yet")
-        self._to_running(now, pid, attached=True)
+        self._to_running(now, pid, attached=not adopted)
+        self.adopted = adopted
 
     def start_failed(self, now: float, error: str) -> None:
         """The spawn itself failed (before_start raised, no such program, no display...)."""
@@ -212,6 +224,7 @@ class Lifecycle:
         elif reason in DELIBERATE_REASONS and self.state in (State.STOPPED, State.BACKOFF):
             self._count_restart(reason)
             self._to_starting()
+            self.restart_reason = reason
         else:
             raise TransitionError(f"restart ({reason}): not possible while {self.state.value}")
 
@@ -227,9 +240,11 @@ class Lifecycle:
             if reason is not None:
                 self._count_restart(reason)
             self._to_starting()
+            self.restart_reason = reason
 
     def tick(self, now: float) -> Action | None:
-        """What the shell should do now. Each action is handed out once."""
+        """What the shell should do now. Each action is handed out once (TERMINATE to a terminated
+        TDM: every TERMINATED_GRACE until it is gone)."""
         if self.state is State.STARTING and self._start_pending:
             self._start_pending = False
             return Action.START
@@ -238,13 +253,16 @@ class Lifecycle:
             self._start_pending = False
             return Action.START
         if self.state is State.STOPPING:
-            if not self._stop_signalled:
-                self._stop_signalled = True
-                self._kill_at = now + self.stop_timeout
-                return Action.TERMINATE
             if self._kill_at is not None and now >= self._kill_at:
-                self._kill_at = None
+                self._kill_at = self._terminate_at = None
                 return Action.KILL
+            if self._terminate_at is not None and now >= self._terminate_at:
+                if not self._stop_signalled:
+                    self._stop_signalled = True
+                    self._kill_at = now + self.stop_timeout
+                # Once only, but for a terminated TDM (its first SIGTERM may be swallowed).
+                self._terminate_at = now + TERMINATED_GRACE if self._restart_after_stop == "terminated" else None
+                return Action.TERMINATE
         return None
 
     def next_due(self) -> float | None:
@@ -254,7 +272,8 @@ class Lifecycle:
         if self.state is State.BACKOFF:
             return self.start_at
         if self.state is State.STOPPING:
-            return self._kill_at if self._stop_signalled else float("-inf")
+            dues = [due for due in (self._terminate_at, self._kill_at) if due is not None]
+            return min(dues) if dues else None
         return None
 
     def recent_restarts(self, now: float) -> int:
@@ -276,17 +295,18 @@ class Lifecycle:
 
     def _to_running(self, now: float, pid: int, attached: bool) -> None:
         self.state, self.pid, self.attached, self.started_at = State.RUNNING, pid, attached, now
-        self.last_error = None
+        self.last_error = self.restart_reason = None
 
     def _to_stopping(self, now: float, restart_reason: str | None) -> None:
         self.state = State.STOPPING
         self._stop_signalled, self._kill_at = False, None
         self._restart_after_stop = restart_reason
+        self._terminate_at = now + TERMINATED_GRACE if restart_reason == "terminated" else float("-inf")
 
     def _clear_run(self) -> None:
-        self.pid, self.attached, self.started_at, self.start_at = None, False, None, None
+        self.pid, self.attached, self.adopted, self.started_at, self.start_at = None, False, False, None, None
         self._start_pending = self._stop_signalled = False
-        self._kill_at = self._restart_after_stop = None
+        self._kill_at = self._terminate_at = self._restart_after_stop = None
 
     def _fail(self, why: str) -> None:
         self._clear_run()
@@ -300,6 +320,7 @@ class Lifecycle:
         if reason in DELIBERATE_REASONS:
             self._count_restart(reason)
             self._to_starting()
+            self.restart_reason = reason
             return
         self._forget_old(now)
         if len(self._recent) >= self.policy.max_restarts:
@@ -316,6 +337,7 @@ class Lifecycle:
         self._clear_run()
         self.state = State.BACKOFF
         self.start_at = now + self.delay * (1 + self.rng.uniform(-jitter, jitter))
+        self.restart_reason = reason
 
     def _forget_old(self, now: float) -> None:
         while self._recent and self._recent[0] <= now - self.policy.window:

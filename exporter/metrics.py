@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Callable, Iterable
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from . import __version__
+from .bridge_metrics import inventory_metrics
+from .lifecycle import RESTART_REASONS, State
 from .state import MINER_STATUSES, SESSION_STATES, Snapshot
 
 if TYPE_CHECKING:
@@ -21,6 +26,9 @@ COUNTER_HELP = {
     "tdm_log_rotations_total": "Times a followed file was rotated or replaced.",
     "tdm_log_truncations_total": "Times a followed file was truncated in place (copytruncate).",
     "tdm_log_oversized_records_total": "Records longer than the limit, cut.",
+    "tdm_log_read_errors_total": "Reads of a followed file that failed (permission, not a regular file...).",
+    "tdm_log_bad_timestamps_total": "Records whose header time is no real time; they took the previous record's.",
+    "tdm_log_record_errors_total": "Records counted but not turned into events because a step failed.",
     "tdm_events_total": "Recognised events, by kind.",
     "tdm_drops_completed_total": "Drops whose progress reached the required minutes, by game.",
     "tdm_drops_claimed_total": "Drops claimed (needs the GUI output mirror), by game.",
@@ -43,14 +51,16 @@ ALWAYS_PRESENT = (
 
 
 class StateCollector(Collector):
-    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+    def __init__(self, snapshot: Callable[[], Snapshot], clock: Callable[[], float] = time.time) -> None:
         self._snapshot = snapshot
+        self._clock = clock  # campaigns and login codes age: `replay` passes the log's own time
 
     def collect(self) -> Iterable[Metric]:
         snap = self._snapshot()
         yield from _counters(snap)
         yield from _user_gauges(snap)
         yield from _gauges(snap)
+        yield from inventory_metrics(snap, self._clock())
 
 
 def _counters(snap: Snapshot) -> Iterable[Metric]:
@@ -104,6 +114,10 @@ def _gauges(snap: Snapshot) -> Iterable[Metric]:
     yield GaugeMetricFamily(
         "tdm_websocket_connections", "Websocket shards connected now.", value=len(snap.websocket_shards)
     )
+    backlog = GaugeMetricFamily("tdm_log_backlog_bytes", "Bytes of a followed file not read yet.", labels=["file"])
+    for file, behind in sorted(snap.backlog.items()):
+        backlog.add_metric([file], behind)
+    yield backlog
     yield GaugeMetricFamily(
         "tdm_session_authenticated",
         "1 when the last login check succeeded.",
@@ -131,8 +145,6 @@ class SupervisorCollector(Collector):
         self._status = status
 
     def collect(self) -> Iterable[Metric]:
-        from .lifecycle import State
-
         status = self._status()
         if status is None:  # logs only: nobody watches the process
             return
@@ -149,7 +161,7 @@ class SupervisorCollector(Collector):
             status.state.value,
         )
         restarts = CounterMetricFamily("tdm_miner_restarts_total", "Restarts of TDM, by reason.", labels=["reason"])
-        for reason in ("crash", "terminated", "stall", "config", "manual"):
+        for reason in RESTART_REASONS:
             restarts.add_metric([reason], status.restarts.get(reason, 0))
         yield restarts
         exits = CounterMetricFamily("tdm_miner_exits_total", "Exits of TDM, by code and meaning.", labels=["code", "meaning"])
@@ -169,6 +181,62 @@ class SupervisorCollector(Collector):
             yield GaugeMetricFamily("tdm_miner_threads", "Threads in TDM's process tree.", value=sample.threads)
             yield GaugeMetricFamily("tdm_miner_open_fds", "Open file descriptors in TDM's process tree.", value=sample.open_fds)
             yield GaugeMetricFamily("tdm_miner_processes", "Processes in TDM's process tree.", value=sample.processes)
+
+
+@dataclass(frozen=True)
+class ExporterHealth:
+    """Our own state at one moment, for ExporterCollector."""
+
+    last_reload_successful: bool = True
+    last_success_time: float | None = None
+    reloads: Mapping[str, int] | None = None  # by result: "success", "failure"
+    settings_writes: int = 0
+    cookies_present: bool | None = None  # None: cookies.jar not read (yet, or no miner.dir)
+    cookies_modified_time: float | None = None
+    token_expiry: float | None = None
+
+
+class ExporterCollector(Collector):
+    """Our own health: build info, config reloads, settings writes, TDM's login cookies."""
+
+    def __init__(self, health: Callable[[], ExporterHealth]) -> None:
+        self._health = health
+
+    def collect(self) -> Iterable[Metric]:
+        health = self._health()
+        info = GaugeMetricFamily("tdm_exporter_build_info", "Twitchminert's version (1).", labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+        yield GaugeMetricFamily(
+            "tdm_config_last_reload_successful",
+            "1 when the last config reload succeeded.",
+            value=int(health.last_reload_successful),
+        )
+        if health.last_success_time is not None:
+            yield GaugeMetricFamily(
+                "tdm_config_last_reload_success_timestamp_seconds",
+                "When the config was last loaded successfully.",
+                value=health.last_success_time,
+            )
+        reloads = CounterMetricFamily("tdm_config_reloads_total", "Config reloads, by result.", labels=["result"])
+        for result, count in (health.reloads or {}).items():
+            reloads.add_metric([result], count)
+        yield reloads
+        yield CounterMetricFamily("tdm_settings_writes_total", "Writes of TDM's settings.json.", value=health.settings_writes)
+        if health.cookies_present is not None:
+            yield GaugeMetricFamily(
+                "tdm_cookies_present", "1 when TDM's cookies.jar holds a login.", value=int(health.cookies_present)
+            )
+            if health.cookies_modified_time is not None:
+                yield GaugeMetricFamily(
+                    "tdm_cookies_modified_timestamp_seconds",
+                    "When cookies.jar was last written.",
+                    value=health.cookies_modified_time,
+                )
+        if health.token_expiry is not None:
+            yield GaugeMetricFamily(
+                "tdm_session_token_expiry_timestamp_seconds", "When TDM's OAuth token expires.", value=health.token_expiry
+            )
 
 
 # -- exposition ----------------------------------------------------------------------------------

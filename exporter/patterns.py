@@ -33,6 +33,35 @@ _KIND_VALUES = frozenset(kind.value for kind in EventKind)
 _PATTERN_KEYS = ("name", "regex", "levels", "event", "counter", "gauge")
 _OUTPUT_KEYS = ("event", "counter", "gauge")
 _METRIC_KEYS = ("metric", "help", "labels", "value")
+# Every metric the exporter exports itself: a user metric with one of these names would either add to
+# ours silently or give the scrape a second HELP/TYPE block, which Prometheus rejects whole.
+BUILTIN_METRIC_NAMES = frozenset(
+    {
+        # log pipeline and the miner's state
+        "tdm_log_records_total", "tdm_log_last_record_timestamp_seconds", "tdm_log_read_bytes_total",
+        "tdm_log_rotations_total", "tdm_log_truncations_total", "tdm_log_oversized_records_total",
+        "tdm_log_read_errors_total", "tdm_log_bad_timestamps_total", "tdm_log_record_errors_total",
+        "tdm_log_backlog_bytes", "tdm_events_total", "tdm_drop_current_minutes", "tdm_drop_required_minutes",
+        "tdm_drop_last_progress_timestamp_seconds", "tdm_drops_completed_total", "tdm_drops_claimed_total",
+        "tdm_drop_claim_failures_total", "tdm_watching_info", "tdm_channel_switches_total",
+        "tdm_channel_status_changes_total", "tdm_websocket_reconnects_total", "tdm_websocket_connections",
+        "tdm_task_crashes_total", "tdm_session_authenticated", "tdm_session_login_timestamp_seconds",
+        "tdm_session_invalid_total", "tdm_miner_status", "tdm_user_metric_series_dropped_total",
+        # supervisor
+        "tdm_miner_up", "tdm_miner_start_time_seconds", "tdm_supervisor_state", "tdm_miner_restarts_total",
+        "tdm_miner_exits_total", "tdm_miner_last_exit_code", "tdm_miner_cpu_seconds_total",
+        "tdm_miner_resident_memory_bytes", "tdm_miner_threads", "tdm_miner_open_fds", "tdm_miner_processes",
+        # config, settings, session, build
+        "tdm_config_last_reload_successful", "tdm_config_last_reload_success_timestamp_seconds",
+        "tdm_config_reloads_total", "tdm_settings_writes_total", "tdm_session_state", "tdm_cookies_present",
+        "tdm_cookies_modified_timestamp_seconds", "tdm_session_token_expiry_timestamp_seconds",
+        "tdm_exporter_build_info",
+        # notifications
+        "tdm_notifications_total", "tdm_notification_queue_length",
+    }
+)
+_SEEN_LIMIT = 4096  # messages remembered with what they matched (then forgotten all at once)
+_SEEN_MESSAGE_LIMIT = 512  # longer messages (tracebacks, dumps) are rarely repeated: not remembered
 
 
 class PatternError(ValueError):
@@ -146,6 +175,7 @@ class PatternSet:
             level: tuple(p for p in self._user if p.levels is None or level in p.levels)
             for level in LEVELS
         }
+        self._seen: dict[tuple[str, str], tuple[str, tuple[tuple[EventKind, dict[str, Any]], ...]]] = {}
 
     @classmethod
     def builtin(cls) -> PatternSet:
@@ -167,23 +197,39 @@ class PatternSet:
         return self._user
 
     def events(self, record: Record, time: float) -> list[Event]:
-        level = record.level
+        redacted, matches = self.matches(record.level, record.message)
+        # Each event gets its own fields: whoever receives one may keep it.
+        return [Event(kind, time, record.level, record.source, redacted, dict(fields)) for kind, fields in matches]
+
+    def matches(self, level: str, message: str) -> tuple[str, tuple[tuple[EventKind, dict[str, Any]], ...]]:
+        """The redacted message and the (kind, fields) every pattern makes of it. The fields are
+        shared between calls: copy them before handing them out."""
+        found = self._seen.get((level, message))
+        if found is None:
+            if level not in self._builtin_by_level and not self._user_by_level.get(level, self._user_any_level):
+                return message, ()  # e.g. every DEBUG Request/Response record
+            found = self._match(level, message)
+            if len(message) <= _SEEN_MESSAGE_LIMIT:  # a log repeats itself: match each text once
+                if len(self._seen) >= _SEEN_LIMIT:
+                    self._seen.clear()
+                self._seen[(level, message)] = found
+        return found
+
+    def _match(self, level: str, message: str) -> tuple[str, tuple[tuple[EventKind, dict[str, Any]], ...]]:
+        """The redacted message and what every pattern makes of it; a pure function of its inputs."""
+        message = redact(message)  # fields are cut from redacted text: no secrets
+        matches = []
         builtins = self._builtin_by_level.get(level)
-        users = self._user_by_level.get(level, self._user_any_level)
-        if builtins is None and not users:
-            return []  # e.g. every DEBUG Request/Response record
-        message = redact(record.message)  # fields are cut from redacted text: no secrets
-        events = []
         if builtins is not None:
             # GUI prints can carry newlines around the text ("\nApplication Terminated.\n...")
             found = builtins.match(message.strip("\n"))
             if found is not None:
-                events.append(Event(found[0], time, level, record.source, message, found[1]))
-        for pattern in users:
+                matches.append(found)
+        for pattern in self._user_by_level.get(level, self._user_any_level):
             found = pattern.match(message)
             if found is not None:
-                events.append(Event(found[0], time, level, record.source, message, found[1]))
-        return events
+                matches.append(found)
+        return message, tuple(matches)
 
 
 def load_user_patterns(path: str | os.PathLike[str]) -> list[UserPattern]:
@@ -307,6 +353,8 @@ def _metric(kind: str, spec: object, regex: re.Pattern[str]) -> UserMetric:
         raise ValueError(f"invalid metric name {name!r} (expected {_METRIC_NAME.pattern})")
     if kind == "counter" and not name.endswith("_total"):
         raise ValueError(f"counter metric {name!r} must end in '_total'")
+    if _family(name) in _BUILTIN_FAMILIES:
+        raise ValueError(f"metric {name!r} is one the exporter exports itself: choose another name (e.g. tdm_user_...)")
     help_text = spec.get("help", f"Matches of a user pattern ({name})")
     if not isinstance(help_text, str):
         raise ValueError(f"{kind}: 'help' must be a string, got {_shown(help_text)}")
@@ -326,6 +374,14 @@ def _metric(kind: str, spec: object, regex: re.Pattern[str]) -> UserMetric:
     if value is not None and (not isinstance(value, str) or value not in regex.groupindex):
         raise ValueError(f"value {value!r} is not a named group of the regex")
     return UserMetric(name, kind, help_text, tuple(labels), value)
+
+
+def _family(name: str) -> str:
+    """The name of the metric family a sample name belongs to (a counter's `_total` is a suffix)."""
+    return name[: -len("_total")] if name.endswith("_total") else name
+
+
+_BUILTIN_FAMILIES = frozenset(_family(name) for name in BUILTIN_METRIC_NAMES)
 
 
 def _conflicts(patterns: Sequence[UserPattern]) -> str | None:

@@ -14,21 +14,31 @@ from typing import Callable, Iterable, Sequence
 
 from loguru import logger
 
+from .bridge import STATE_LEVEL
 from .events import Event, EventKind
-from .framing import DEFAULT_MAX_RECORD_BYTES, DEFAULT_QUIET_SECONDS, Framer, Record
+from .inventory import InventoryState
+from .framing import DEFAULT_MAX_RECORD_BYTES, DEFAULT_QUIET_SECONDS, Batch, Framer, Record
 from .patterns import PatternSet
 from .state import MinerState, Snapshot
+from .positions import Position
 from .tailer import Data, Reset, TailSet
 from .timestamps import LocalClock
 
 FALLBACK_POLL_SECONDS = 1.0
 REPLAY_CHUNK = 1 << 20
+CATCH_UP_BYTES = 8 << 20  # further behind than this, progress is logged while catching up
+CATCH_UP_LOG_SECONDS = 5.0
+RECORD_ERROR_LOG_SECONDS = 60.0  # one failing record is logged; more in this window are only counted
 _ROTATION_REASONS = frozenset({"rotated", "replaced", "deleted"})
 
 
 @dataclass
 class RecordHandler:
-    """Folds records into the state and collects the events worth storing."""
+    """Folds records into the state and collects the events worth storing.
+
+    One record never stops the others: a time that cannot be read takes the time of the record
+    before it, and a record whose patterns or state update fail is still counted.
+    """
 
     patterns: PatternSet
     clock: LocalClock
@@ -36,45 +46,115 @@ class RecordHandler:
     keep_events: bool = True
     listeners: list[Callable[[Event], None]] = field(default_factory=list)  # told of every event
     events: list[Event] = field(default_factory=list)
+    _last_time: float | None = None
+    _error_logged_at: float = float("-inf")
+
+    def take(self, source: str, batch: Batch) -> int:
+        """Handle what one framer call gave; returns how many records it finished."""
+        self.handle(batch.records)
+        if batch.counted:
+            try:
+                when = self.clock.to_epoch(*batch.counted_time)
+            except ValueError:  # count-only records' times are not read one by one: not counted as bad
+                when = self._last_time if self._last_time is not None else time.time()
+            self.state.count_records(batch.counted, when, batch.counted_truncated)
+        self.state.count_file(source, read_bytes=batch.consumed)
+        return len(batch)
 
     def handle(self, records: Iterable[Record]) -> None:
-        state, patterns, clock = self.state, self.patterns, self.clock
+        # The hot path of a catch-up: names are looked up once, records are counted by level once
+        # per batch, and events are only built when someone keeps or hears them.
+        state, listeners, keep, kept = self.state, self.listeners, self.keep_events, self.events
+        to_epoch, matches_of, apply_match = self.clock.to_epoch, self.patterns.matches, state.apply_match
+        build = keep or bool(listeners)
+        levels: dict[str, int] = {}
+        truncated = 0
+        when = newest = self._last_time
         for record in records:
-            when = clock.to_epoch(record.timestamp, record.msecs)
-            state.count_record(record.level, when, record.truncated)
-            for event in patterns.events(record, when):
-                state.apply(event)
-                if event.kind is EventKind.USER_METRIC:
-                    continue
-                if self.keep_events:
-                    self.events.append(event)
-                for listener in self.listeners:
-                    listener(event)
-
-    def take(self, framer: Framer, records: list[Record]) -> int:
-        """Handle what a framer call gave, the records it only counted included."""
-        self.handle(records)
-        counted, last, truncated = framer.take_counted()
-        if counted:
-            when = self.clock.to_epoch(*last)
-            self.state.count_records(counted, when, truncated)
-        return len(records) + sum(counted.values())
+            try:
+                when = to_epoch(record.timestamp, record.msecs)
+            except ValueError:  # 2026-02-30: the header has the shape of a time but is none
+                when = self._bad_time(when)
+            if newest is None or when > newest:
+                newest = when
+            level = record.level
+            levels[level] = levels.get(level, 0) + 1
+            if record.truncated:
+                truncated += 1
+            if level == STATE_LEVEL:  # the bridge's: TDM's own picture, not text for patterns
+                state.inventory.apply(record.message, when)  # never raises: it counts what it cannot read
+                continue
+            try:
+                message, matches = matches_of(level, record.message)
+                for kind, fields in matches:
+                    if not build or kind is EventKind.USER_METRIC:
+                        apply_match(kind, when, level, message, fields)
+                        continue
+                    event = Event(kind, when, level, record.source, message, dict(fields))
+                    apply_match(kind, when, level, message, event.fields)
+                    if keep:
+                        kept.append(event)
+                    for listener in listeners:
+                        listener(event)
+            except Exception as error:  # a bug in one step must not lose the records after it
+                self._failed(record, error)
+        if levels:
+            self._last_time = when
+            state.count_records(levels, newest, truncated)
 
     def take_events(self) -> list[Event]:
         events, self.events = self.events, []
         return events
 
+    def _bad_time(self, previous: float | None) -> float:
+        """The time for a record whose own cannot be read: the one before it's, or now."""
+        self.state.count_bad_timestamp()
+        return previous if previous is not None else time.time()
 
-def replay(paths: Sequence[Path], handler: RecordHandler, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:
-    """Read whole files from the start, as `mtail -one_shot` does. Writes nothing."""
-    for path in paths:
-        key = str(path)
-        framer = Framer(key, max_record_bytes=max_record_bytes, count_only=handler.patterns.silent_levels())
-        with open(path, "rb") as file:
-            while chunk := file.read(REPLAY_CHUNK):
-                handler.take(framer, framer.feed(chunk, 0.0))
-                handler.state.count_file(key, read_bytes=len(chunk))
-        handler.take(framer, framer.flush())
+    def _failed(self, record: Record, error: Exception) -> None:
+        self.state.count_record_error()
+        now = time.monotonic()
+        if now - self._error_logged_at >= RECORD_ERROR_LOG_SECONDS:
+            self._error_logged_at = now
+            logger.opt(exception=error).error(
+                "log record at {}:{} could not be handled (counted, events skipped): {!r}",
+                record.source, record.start, error,
+            )
+
+
+def replay(
+    paths: Sequence[Path],
+    handler: RecordHandler,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    progress: bool = False,
+) -> None:
+    """Read whole files from the start, as `mtail -one_shot` does. Writes nothing.
+
+    `progress`: draw a progress bar (bytes, records/s) on stderr.
+    """
+    bar = None
+    if progress:
+        from tqdm import tqdm  # only when asked: it is not needed otherwise
+
+        total = sum(path.stat().st_size for path in paths)
+        bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="replay", dynamic_ncols=True)
+    chunk = bytearray(REPLAY_CHUNK)  # one buffer read into again and again: no fresh pages per read
+    records = 0
+    try:
+        for path in paths:
+            key = str(path)
+            framer = Framer(key, max_record_bytes=max_record_bytes, count_only=handler.patterns.silent_levels())
+            with open(path, "rb", buffering=0) as file:
+                while size := file.readinto(chunk):
+                    records += handler.take(key, framer.feed(memoryview(chunk)[:size], 0.0))
+                    if bar is not None:
+                        bar.update(size)
+                        bar.set_postfix(records=records, refresh=False)
+            records += handler.take(key, framer.flush())
+    finally:
+        if bar is not None:
+            bar.set_postfix(records=records)
+            bar.close()
 
 
 class Pipeline:
@@ -93,16 +173,30 @@ class Pipeline:
         self.handler = handler
         self.store = store
         self.lock = threading.Lock()  # guards the state against scrapes
+        self._sources = sources
+        self._start_at = start_at
         self._max_record_bytes = max_record_bytes
         self._quiet = quiet_seconds
         self._count_only = handler.patterns.silent_levels()
         self._framers: dict[str, Framer] = {}
+        self._read_errors: dict[str, str] = {}  # file -> what the last read said, while it fails
+        self.catch_up = CatchUp()
+        self._rolled_back = False
+        self.tails = self._restore()
+
+    def _restore(self) -> TailSet:
+        """Tails at the committed positions, and the state as committed with them."""
         positions = {}
-        if store is not None:
-            positions = store.load_positions()
-            totals, saved = store.load_totals(), store.load_state()
-            handler.state.restore(totals, saved.get("miner"))
-        self.tails = TailSet(sources, positions, start_at=start_at)
+        if self.store is not None:
+            positions = self.store.load_positions()
+            totals, saved = self.store.load_totals(), self.store.load_state()
+            self.handler.state.restore(totals, saved.get("miner"))
+            self.handler.state.inventory = InventoryState()  # a rollback forgets what was not committed
+            self.handler.state.inventory.restore(saved.get("bridge"))
+        # What the store holds now: a commit writes only what differs from it.
+        self._committed = _Committed(dict(positions), self.handler.state.totals(), self.handler.state.to_json())
+        self._saved_inventory = self.handler.state.inventory.revision
+        return TailSet(self._sources, positions, start_at=self._start_at)
 
     def set_patterns(self, patterns: PatternSet) -> None:
         """New user patterns from a reload; records already read keep what they gave."""
@@ -112,31 +206,63 @@ class Pipeline:
             for framer in self._framers.values():
                 framer.count_only = self._count_only
 
+    def mark_session_invalid(self) -> None:
+        """The token check found TDM's login invalid: say so until TDM logs in again."""
+        with self.lock:
+            self.handler.state.session = "invalid"
+
     def snapshot(self, wall_now: float | None = None) -> Snapshot:
         with self.lock:
             return self.handler.state.snapshot(time.time() if wall_now is None else wall_now)
 
     def poll(self, now: float) -> int:
-        """Read what is new everywhere, emit due records, commit. Returns records committed."""
+        """Read what is new everywhere, emit due records, commit. Returns records committed.
+
+        If anything fails on the way, what was read since the last commit is forgotten and read
+        again next time: a position is never committed past records that were not handled.
+        """
         with self.lock:
-            records = 0
-            changed = False
-            for item in self.tails.read():
+            try:
+                return self._poll(now)
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _poll(self, now: float) -> int:
+        if self._rolled_back:
+            self.tails = self._restore()
+            self._rolled_back = False
+        records = read = 0
+        changed = False
+        for item in self.tails.read():
+            changed = True
+            if isinstance(item, Reset):
+                records += self._reset(item)
+            else:
+                records += self._feed(item, now)
+                read += len(item.data)
+        changed |= self._note_read_errors()
+        backlog = self.tails.backlog()
+        self.handler.state.backlog = backlog
+        message = self.catch_up.update(now, sum(backlog.values()), read, records)
+        if message is not None:
+            logger.info("log files: {}", message)
+        for key, framer in self._framers.items():
+            batch = framer.flush_due(now)
+            if batch.consumed:
+                records += self.handler.take(key, batch)
                 changed = True
-                if isinstance(item, Reset):
-                    records += self._reset(item)
-                else:
-                    records += self._feed(item, now)
-            for key, framer in self._framers.items():
-                before = framer.offset
-                emitted = self.handler.take(framer, framer.flush_due(now))
-                if emitted:
-                    records += emitted
-                    self.handler.state.count_file(key, read_bytes=framer.offset - before)
-                    changed = True
-            if changed:
-                self._commit()
-            return records
+        if changed:
+            self._commit()
+        return records
+
+    def _rollback(self) -> None:
+        if self.store is None:  # nothing committed to go back to: carry on from here
+            return
+        self.handler.take_events()
+        self._framers.clear()
+        self.tails.close()
+        self._rolled_back = True  # the next poll reopens the files at the committed positions
 
     def next_deadline(self) -> float | None:
         deadlines = [d for f in self._framers.values() if (d := f.deadline()) is not None]
@@ -144,28 +270,24 @@ class Pipeline:
 
     def wants_more(self) -> bool:
         """A tail stopped early (a large backlog): poll again without waiting."""
-        return self.tails.pending
+        return self.tails.pending and not self._rolled_back
 
     def _feed(self, item: Data, now: float) -> int:
         framer = self._framers.get(item.key)
+        records = 0
         if framer is None or framer.fed_until != item.offset:
             if framer is not None:  # a gap: the tail moved on without telling; start clean
-                self.handler.take(framer, framer.flush())
+                records += self.handler.take(item.key, framer.flush())
             framer = self._framers[item.key] = Framer(
                 item.key, item.offset, self._max_record_bytes, self._quiet, self._count_only
             )
-        before = framer.offset
-        records = self.handler.take(framer, framer.feed(item.data, now))
-        self.handler.state.count_file(item.key, read_bytes=framer.offset - before)
-        return records
+        return records + self.handler.take(item.key, framer.feed(item.data, now))
 
     def _reset(self, item: Reset) -> int:
         framer = self._framers.pop(item.key, None)
         records = 0
         if framer is not None:
-            before = framer.offset
-            records = self.handler.take(framer, framer.flush())  # the old file is complete
-            self.handler.state.count_file(item.key, read_bytes=framer.offset - before)
+            records = self.handler.take(item.key, framer.flush())  # the old file is complete
         if item.reason in _ROTATION_REASONS:
             self.handler.state.count_file(item.key, rotations=1)
         elif item.reason == "truncated":
@@ -173,41 +295,115 @@ class Pipeline:
         logger.info("log file {}: {}", item.key, item.reason)
         return records
 
+    def _note_read_errors(self) -> bool:
+        """Count every failed read; log a file's problem once, and again when it changes or ends."""
+        errors = {key: _describe(error) for key, error in self.tails.errors().items()}
+        for key, problem in errors.items():
+            self.handler.state.count_file(key, read_errors=1)
+            if self._read_errors.get(key) != problem:
+                logger.warning("log file {}: cannot read: {}", key, problem)
+        for key in self._read_errors.keys() - errors.keys():
+            logger.info("log file {}: readable again", key)
+        self._read_errors = errors
+        return bool(errors)
+
     def _commit(self) -> None:
+        """Store the events, and the positions, totals and state that differ from the last commit
+        (at rest only a few counters move: rewriting every row cost more than the records)."""
         events = self.handler.take_events()
         if self.store is None:
             return
-        positions = []
+        committed = self._committed
+        positions = {}
         for key, tail in self.tails.items():
             framer = self._framers.get(key)
             position = tail.position_at(framer.offset) if framer is not None else tail.position()
-            if position is not None:
-                positions.append(position)
+            if position is not None and committed.positions.get(key) != position:
+                positions[key] = position
         state = self.handler.state
-        self.store.commit(events, positions, state.totals(), {"miner": state.to_json()})
+        totals = state.totals()
+        changed = {key: value for key, value in totals.items() if committed.totals.get(key) != value}
+        miner = state.to_json()
+        rows = {"miner": miner} if miner != committed.state else {}
+        if state.inventory.revision != self._saved_inventory:  # it can be large: saved when it moved
+            rows["bridge"] = state.inventory.to_json()
+        if not (events or positions or changed or rows):
+            return
+        self.store.commit(events, positions.values(), changed, rows)
+        committed.positions.update(positions)
+        committed.totals, committed.state = totals, miner
+        self._saved_inventory = state.inventory.revision
 
     def close(self) -> None:
         self.tails.close()
 
 
+@dataclass
+class _Committed:
+    """What the last commit left in the store."""
+
+    positions: dict[str, Position]
+    totals: dict
+    state: str
+
+
+def _describe(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+class CatchUp:
+    """Progress of reading a backlog, for a log line every few seconds while far behind.
+
+    Pure: the pipeline gives it the time, what is left and what was just read.
+    """
+
+    def __init__(self, threshold: int = CATCH_UP_BYTES, every: float = CATCH_UP_LOG_SECONDS) -> None:
+        self.threshold = threshold
+        self.every = every
+        self._started: float | None = None  # when the backlog was first seen past the threshold
+        self._next_report = 0.0
+        self._bytes = self._records = 0  # read since then
+
+    def update(self, now: float, backlog: int, read: int, records: int) -> str | None:
+        """A line to log now, or None."""
+        if self._started is None:
+            if backlog <= self.threshold:
+                return None
+            self._started, self._next_report = now, now + self.every
+            self._bytes = self._records = 0
+            return f"catching up: {_megabytes(backlog)} to read"
+        self._bytes += read
+        self._records += records
+        elapsed = max(now - self._started, 1e-9)
+        if backlog == 0:
+            self._started = None
+            return (
+                f"caught up: {_megabytes(self._bytes)}, {self._records:,} records "
+                f"in {elapsed:.1f} s ({self._records / elapsed:,.0f} records/s)"
+            )
+        if now < self._next_report:
+            return None
+        self._next_report = now + self.every
+        done = self._bytes / (self._bytes + backlog)
+        speed = self._bytes / elapsed
+        eta = f"{backlog / speed:.0f} s" if speed > 0 else "unknown"
+        return (
+            f"catching up: {100 * done:.0f}% ({_megabytes(backlog)} left), "
+            f"{self._records / elapsed:,.0f} records/s, ETA {eta}"
+        )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:,.1f} MiB"
+
+
 class Follower:
     """The pipeline's thread: wakes on filesystem events or the fallback poll."""
 
-    def __init__(
-        self,
-        pipeline: Pipeline,
-        watcher,
-        on_error: Callable[[Exception], None] | None = None,
-        poll_seconds: float = FALLBACK_POLL_SECONDS,
-        housekeeping: Callable[[], None] | None = None,
-        housekeeping_seconds: float = 600.0,
-    ) -> None:
+    def __init__(self, pipeline: Pipeline, watcher, poll_seconds: float = FALLBACK_POLL_SECONDS) -> None:
         self.pipeline = pipeline
         self.watcher = watcher
         self.poll_seconds = poll_seconds
-        self._on_error = on_error
-        self._housekeeping = housekeeping
-        self._housekeeping_seconds = housekeeping_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="twitchminert-follower")
 
@@ -223,18 +419,11 @@ class Follower:
         self.watcher.stop()
 
     def _run(self) -> None:
-        next_housekeeping = time.monotonic() + self._housekeeping_seconds
         while not self._stop.is_set():
-            now = time.monotonic()
             try:
-                self.pipeline.poll(now)
-                if self._housekeeping is not None and now >= next_housekeeping:
-                    next_housekeeping = now + self._housekeeping_seconds
-                    self._housekeeping()
+                self.pipeline.poll(time.monotonic())
             except Exception as error:  # a bad disk or file must not kill the follower
                 logger.exception("log pipeline: {}", error)
-                if self._on_error is not None:
-                    self._on_error(error)
             if self.pipeline.wants_more():
                 continue
             timeout = self.poll_seconds

@@ -11,15 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .config import Config, ConfigError, check_listen_address
+from .config import Config, ConfigError, parse_listen_address
 from .patterns import PatternError, PatternSet, load_user_patterns
-from .webconfig import WebConfig, WebConfigError, load_web_config
-
-
-def build_patterns(files: tuple[Path, ...]) -> PatternSet:
-    """Compile every user pattern now: a bad one stops start-up (PatternError names it)."""
-    user = [pattern for file in files for pattern in load_user_patterns(file)]
-    return PatternSet.builtin().extended(user)
+from .reloading import build_patterns, load_web
+from .webconfig import WebConfigError, load_web_config
 
 
 def check(config: Config, listen_address: str | None = None, web_config_file: Path | None = None) -> None:
@@ -28,7 +23,7 @@ def check(config: Config, listen_address: str | None = None, web_config_file: Pa
     problems: list[str] = []
     if listen_address is not None:
         try:
-            check_listen_address(listen_address)
+            parse_listen_address(listen_address)
         except ValueError as error:
             problems.append(f"--web.listen-address: {error}")
     problems += _miner(config)
@@ -44,16 +39,12 @@ def check(config: Config, listen_address: str | None = None, web_config_file: Pa
         if not problems:
             problems.append(str(error))
     try:
-        load_web_config(web_config_file) if web_config_file is not None else web_config(config)
+        load_web_config(web_config_file) if web_config_file is not None else load_web(config)
     except WebConfigError as error:
         where = "--web.config.file" if web_config_file is not None else config.where(("web", "config_file"))
         problems += [f"{where}: {line}" for line in str(error).splitlines()]
     if problems:
         raise ConfigError("\n".join(problems))
-
-
-def web_config(config: Config) -> WebConfig | None:
-    return load_web_config(config.web.config_file) if config.web.config_file else None
 
 
 def _miner(config: Config) -> list[str]:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import datetime
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .events import Event, EventKind
+from .exit_cause import last_exception
+from .inventory import InventoryState, InventoryView
 
 Labels = tuple[tuple[str, str], ...]
 CounterKey = tuple[str, Labels]
@@ -52,6 +54,8 @@ _STATUS_BY_KIND = {
     EventKind.FATAL_ERROR: "terminated",
     EventKind.APPLICATION_TERMINATED: "terminated",
 }
+# Statuses in which TDM watches no channel and mines no drop (it stops watching before it says so).
+_NOT_MINING = frozenset({"idle", "login_required", "no_campaigns", "no_channels", "offline", "terminated"})
 _SHARD_DOWN = frozenset(
     {
         EventKind.WS_RECONNECTING,
@@ -81,7 +85,13 @@ class Drop:
     current: int
     required: int
     source: str
-    last_progress_time: float  # when `current` last moved (record time)
+    last_progress_time: float  # when Twitch last confirmed progress (record time); estimates do not move it
+    confirmed: int | None = None  # the minutes Twitch confirmed; `current` may add TDM's own estimate
+
+    @property
+    def estimated(self) -> int | None:
+        """Minutes TDM counted on its own ("Drop progress from active search") since Twitch confirmed."""
+        return None if self.confirmed is None else max(0, self.current - self.confirmed)
 
     @property
     def percent(self) -> float:
@@ -107,6 +117,16 @@ class Snapshot:
     claims_last_24h: int
     claims_today: int
     drops_per_hour: float
+    backlog: Mapping[str, int] = field(default_factory=dict)  # bytes of each followed file not read yet
+    inventory: InventoryView | None = None  # TDM's own picture, from the bridge's STATE records
+
+    def confirmed_progress_time(self) -> float | None:
+        """When Twitch last confirmed progress of the current drop, by the log or by the bridge.
+        TDM's own estimate never counts: a drop living on it has not progressed."""
+        times = [self.drop.last_progress_time] if self.drop is not None else []
+        if self.inventory is not None and self.inventory.confirmed_progress_time is not None:
+            times.append(self.inventory.confirmed_progress_time)
+        return max(times, default=None)
 
 
 @dataclass
@@ -130,6 +150,8 @@ class MinerState:
     last_record_time: float | None = None
     last_error: tuple[float, str] | None = None
     claim_times: list[float] = field(default_factory=list)
+    backlog: dict[str, int] = field(default_factory=dict)  # set by the pipeline; not persisted
+    inventory: InventoryState = field(default_factory=InventoryState)  # saved on its own by the store
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -152,113 +174,129 @@ class MinerState:
         if self.last_record_time is None or time > self.last_record_time:
             self.last_record_time = time
 
-    def count_file(self, key: str, read_bytes: int = 0, rotations: int = 0, truncations: int = 0) -> None:
+    def count_file(
+        self, key: str, read_bytes: int = 0, rotations: int = 0, truncations: int = 0, read_errors: int = 0
+    ) -> None:
         file = labels(file=key)
         for name, amount in (
             ("tdm_log_read_bytes_total", read_bytes),
             ("tdm_log_rotations_total", rotations),
             ("tdm_log_truncations_total", truncations),
+            ("tdm_log_read_errors_total", read_errors),
         ):
             if amount or (name, file) not in self.counters:
                 self._inc(name, file, amount)
 
+    def count_bad_timestamp(self) -> None:
+        """A record whose header time is no real time (2026-02-30): it took its neighbour's."""
+        self._inc("tdm_log_bad_timestamps_total", ())
+
+    def count_record_error(self) -> None:
+        """A record that could not be turned into events (a bug, or a pattern that raised)."""
+        self._inc("tdm_log_record_errors_total", ())
+
     def apply(self, event: Event) -> None:
-        kind = event.kind
+        self.apply_match(event.kind, event.time, event.level, event.message, event.fields)
+
+    def apply_match(self, kind: EventKind, time: float, level: str, message: str, fields: Mapping[str, Any]) -> None:
+        """`apply` for an event that was never built (nobody keeps it): the same effect."""
         if kind is EventKind.USER_METRIC:
-            self._apply_user_metric(event.fields)
+            self._apply_user_metric(fields)
             return
-        self._inc("tdm_events_total", _EVENTS_BY_KIND[kind])
-        status = _STATUS_BY_KIND.get(kind)
+        counter, status, handler, is_error = _EFFECTS[kind]  # one lookup: this runs for every event
+        counters = self.counters
+        counters[counter] = counters.get(counter, 0.0) + 1.0
         if status is not None:
             self.status = status
-        handler = _HANDLERS.get(kind)
+            if status in _NOT_MINING:
+                self.channel, self.drop = None, None
         if handler is not None:
-            handler(self, event)
-        if event.level == "ERROR" or kind in (EventKind.FATAL_ERROR, EventKind.TASK_CRASH):
-            self.last_error = (event.time, event.message.split("\n", 1)[0])
-
-    def set_stopped(self) -> None:
-        """The supervisor saw TDM's process end: nothing it said before is true any more."""
-        self.status = "stopped"
-        self.websocket_shards.clear()
-        self.channel = None
+            handler(self, kind, time, fields)
+        if is_error or level == "ERROR":
+            self.last_error = (time, _error_line(message))
 
     # -- event handlers --------------------------------------------------------------------
 
-    def _on_progress(self, event: Event) -> None:
-        f = event.fields
+    def _on_progress(self, kind: EventKind, time: float, f: Mapping[str, Any]) -> None:
         name, game = f["drop"], f["game"]
         current, required = int(f["current"]), int(f["required"])
         previous = self.drop
-        moved = previous is None or (previous.name, previous.game, previous.current) != (name, game, current)
-        last_progress = event.time if moved else previous.last_progress_time
-        self.drop = Drop(name, game, current, required, f.get("source", ""), last_progress)
+        same_drop = previous is not None and (previous.name, previous.game) == (name, game)
+        if f.get("source") == "active_search":  # TDM's own estimate while Twitch is silent: not progress
+            confirmed = previous.confirmed if same_drop else None
+            moved = not same_drop
+        else:
+            confirmed = current
+            moved = not same_drop or previous.confirmed != current
+        last_progress = time if moved else previous.last_progress_time
+        self.drop = Drop(name, game, current, required, f.get("source", ""), last_progress, confirmed)
         self.game = game
         self._remember_game(game)
         if required and current >= required and self.completed != (name, game):
             self.completed = (name, game)
             self._inc("tdm_drops_completed_total", labels(game=game))
 
-    def _on_claimed(self, event: Event) -> None:
-        game = self._game_of_claim(event.fields.get("text", ""))
+    def _on_claimed(self, kind: EventKind, time: float, f: Mapping[str, Any]) -> None:
+        game = self._game_of_claim(f.get("text", ""))
         self._inc("tdm_drops_claimed_total", labels(game=game))
-        self.claim_times.append(event.time)
+        self.claim_times.append(time)
         del self.claim_times[: max(0, len(self.claim_times) - 10_000)]
 
-    def _on_claim_failed(self, event: Event) -> None:
+    def _on_claim_failed(self, kind: EventKind, time: float, f: Mapping[str, Any]) -> None:
         self._inc("tdm_drop_claim_failures_total", ())
 
-    def _on_watching(self, event: Event) -> None:
-        channel = event.fields.get("channel")
+    def _on_watching(self, kind: EventKind, time: float, f: Mapping[str, Any]) -> None:
+        channel = f.get("channel")
         if channel != self.channel:
             self._inc("tdm_channel_switches_total", ())
             self.channel = channel
 
-    def _on_channel_status(self, event: Event) -> None:
-        self._inc("tdm_channel_status_changes_total", labels(status=_CHANNEL_STATUS[event.kind]))
-        if event.kind is EventKind.CHANNEL_OFFLINE and event.fields.get("channel") == self.channel:
+    def _on_channel_status(self, kind: EventKind, time: float, f: Mapping[str, Any]) -> None:
+        self._inc("tdm_channel_status_changes_total", labels(status=_CHANNEL_STATUS[kind]))
+        if kind is EventKind.CHANNEL_OFFLINE and f.get("channel") == self.channel:
             self.channel = None
 
-    def _on_channel_updated(self, event: Event) -> None:
-        new_game = event.fields.get("new_game")
-        if new_game and event.fields.get("channel") == self.channel:
+    def _on_channel_updated(self, kind: EventKind, time: float, f: Mapping[str, Any]) -> None:
+        new_game = f.get("new_game")
+        if new_game and f.get("channel") == self.channel:
             self.game = new_game
 
-    def _on_ws_connected(self, event: Event) -> None:
-        self.websocket_shards.add(int(event.fields.get("shard", 0)))
+    def _on_ws_connected(self, kind: EventKind, time: float, f: Mapping[str, Any]) -> None:
+        self.websocket_shards.add(int(f.get("shard", 0)))
 
-    def _on_ws_down(self, event: Event) -> None:
-        self.websocket_shards.discard(int(event.fields.get("shard", 0)))
-        if event.kind is EventKind.WS_RECONNECTING:
+    def _on_ws_down(self, kind: EventKind, time: float, f: Mapping[str, Any]) -> None:
+        self.websocket_shards.discard(int(f.get("shard", 0)))
+        if kind is EventKind.WS_RECONNECTING:
             self._inc("tdm_websocket_reconnects_total", ())
 
-    def _on_task_crash(self, event: Event) -> None:
-        task = event.fields.get("task", "unknown")
+    def _on_task_crash(self, kind: EventKind, time: float, f: Mapping[str, Any]) -> None:
+        task = f.get("task", "unknown")
         self._inc("tdm_task_crashes_total", labels(task=task))
-        if task in CRITICAL_TASKS or event.fields.get("critical"):
+        if task in CRITICAL_TASKS or f.get("critical"):
             self.status = "terminated"
+            self.channel, self.drop = None, None
 
-    def _on_checking(self, event: Event) -> None:
+    def _on_checking(self, kind: EventKind, time: float, f: Mapping[str, Any]) -> None:
         # "Checking login" opens every TDM start: forget what the previous run left behind.
         self.websocket_shards.clear()
         self.channel = None
         self.session = "unknown"
-        self.checking_since = event.time
+        self.checking_since = time
 
-    def _on_restoring(self, event: Event) -> None:
+    def _on_restoring(self, kind: EventKind, time: float, f: Mapping[str, Any]) -> None:
         self.session = "restoring"
 
-    def _on_login(self, event: Event) -> None:
+    def _on_login(self, kind: EventKind, time: float, f: Mapping[str, Any]) -> None:
         self.session = "authenticated"
-        self.session_login_time = event.time
+        self.session_login_time = time
         self.checking_since = None
 
-    def _on_login_required(self, event: Event) -> None:
+    def _on_login_required(self, kind: EventKind, time: float, f: Mapping[str, Any]) -> None:
         if self.session != "invalid":
             self.session = "login_required"
         self.checking_since = None
 
-    def _on_invalid(self, event: Event) -> None:
+    def _on_invalid(self, kind: EventKind, time: float, f: Mapping[str, Any]) -> None:
         self.session = "invalid"
         self.checking_since = None
         self._inc("tdm_session_invalid_total", ())
@@ -300,9 +338,7 @@ class MinerState:
         del self.known_games[: max(0, len(self.known_games) - KNOWN_GAMES_LIMIT)]
 
     def _game_of_claim(self, text: str) -> str:
-        # "Claimed drop: <game> <rewards> (n/total)": the game is whichever known game prefixes it.
-        candidates = [g for g in self.known_games if text == g or text.startswith(g + " ")]
-        return max(candidates, key=len) if candidates else "unknown"
+        return game_of_claim(text, self.known_games)
 
     # -- outputs ---------------------------------------------------------------------------
 
@@ -329,6 +365,8 @@ class MinerState:
             claims_last_24h=len(recent),
             claims_today=sum(1 for t in recent if t >= today),
             drops_per_hour=len(recent) / 24.0,
+            backlog=dict(self.backlog),
+            inventory=self.inventory.view(),
         )
 
     def totals(self) -> dict[CounterKey, float]:
@@ -347,7 +385,7 @@ class MinerState:
                 "session_login_time": self.session_login_time,
                 "drop": None
                 if drop is None
-                else [drop.name, drop.game, drop.current, drop.required, drop.source, drop.last_progress_time],
+                else [drop.name, drop.game, drop.current, drop.required, drop.source, drop.last_progress_time, drop.confirmed],
                 "completed": self.completed,
                 "channel": self.channel,
                 "game": self.game,
@@ -379,6 +417,19 @@ class MinerState:
         self.claim_times = list(data.get("claim_times", []))
 
 
+def _error_line(message: str) -> str:
+    """An error record in one line: its first line, and the exception its traceback ended with."""
+    first = message.split("\n", 1)[0]
+    cause = last_exception(message)
+    return f"{first.rstrip(':')}: {cause}" if cause else first
+
+
+def game_of_claim(text: str, known_games: Sequence[str]) -> str:
+    """"Claimed drop: <game> <rewards> (n/total)": the game is whichever known game prefixes it."""
+    candidates = [g for g in known_games if text == g or text.startswith(g + " ")]
+    return max(candidates, key=len) if candidates else "unknown"
+
+
 def _local_midnight(now: float) -> float:
     local = datetime.datetime.fromtimestamp(now).astimezone()
     return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
@@ -387,9 +438,8 @@ def _local_midnight(now: float) -> float:
 # Label sets built once: these are counted for every record and event.
 _RECORDS_BY_LEVEL = {
     level: ("tdm_log_records_total", labels(level=level))
-    for level in ("ERROR", "WARNING", "INFO", "CALL", "DEBUG", "GUI", "STDOUT", "STDERR")
+    for level in ("ERROR", "WARNING", "INFO", "CALL", "DEBUG", "GUI", "STDOUT", "STDERR", "STATE")
 }
-_EVENTS_BY_KIND = {kind: labels(kind=kind.value) for kind in EventKind}
 
 _HANDLERS = {
     EventKind.DROP_PROGRESS: MinerState._on_progress,
@@ -411,4 +461,15 @@ _HANDLERS = {
     EventKind.LOGIN_INVALID: MinerState._on_invalid,
     EventKind.LOGIN_CLIENT_ID_MISMATCH: MinerState._on_invalid,
     **{kind: MinerState._on_ws_down for kind in _SHARD_DOWN},
+}
+# What an event of each kind does: (its tdm_events_total key, the status it sets, its handler,
+# whether it is an error whatever its level).
+_EFFECTS = {
+    kind: (
+        ("tdm_events_total", labels(kind=kind.value)),
+        _STATUS_BY_KIND.get(kind),
+        _HANDLERS.get(kind),
+        kind in (EventKind.FATAL_ERROR, EventKind.TASK_CRASH),
+    )
+    for kind in EventKind
 }

@@ -22,7 +22,7 @@ def effective(snapshot: Snapshot, supervisor: SupervisorStatus | None) -> Snapsh
     """What the logs say, unless the process is gone: then nothing they said is true any more."""
     if supervisor is None or supervisor.up:
         return snapshot
-    return replace(snapshot, status="stopped", channel=None, websocket_shards=frozenset())
+    return replace(snapshot, status="stopped", channel=None, drop=None, websocket_shards=frozenset())
 
 
 def miner_status(
@@ -32,8 +32,10 @@ def miner_status(
     jar: JarInfo | None,
     cpu_percent: float | None,
     now: float,
+    token_expiry: float | None = None,
     drop_minute_seconds: float = 60.0,  # real seconds per drop minute (the demo's simulator is faster)
 ) -> dict[str, Any]:
+    """`token_expiry`: the best known expiry of TDM's token (the token check's answer, else the jar's)."""
     snap = effective(snapshot, supervisor)
     drop = snap.drop
     current = {"channel": snap.channel, "game": snap.game, "drop": None, "progress_minutes": None,
@@ -73,8 +75,9 @@ def miner_status(
             "per_hour": round(snap.drops_per_hour, 3),
         },
         "websocket_connections": len(snap.websocket_shards),
-        "last_error": None if snap.last_error is None else {"time": snap.last_error[0], "message": snap.last_error[1]},
-        "cookies": _cookies(jar),
+        "last_error": _last_error(snap, supervisor),
+        "display": supervisor.display if supervisor is not None else None,
+        "cookies": _cookies(jar, token_expiry),
         "version": __version__,
     }
 
@@ -90,10 +93,24 @@ def _supervisor(status: SupervisorStatus | None) -> dict[str, Any] | None:
         "last_exit_code": status.last_exit_code,
         "last_exit_meaning": status.last_exit_meaning,
         "failure": status.failure,
+        "last_exit_cause": status.last_exit_cause[1] if status.last_exit_cause else None,
+        "adopted": status.adopted,
+        "notice": status.notice,
     }
 
 
-def _cookies(jar: JarInfo | None) -> dict[str, Any] | None:
+def _last_error(snap: Snapshot, supervisor: SupervisorStatus | None) -> dict[str, Any] | None:
+    """The newer of what TDM logged last as an error and why its process last died (a traceback's
+    last line: "Fatal error encountered:" alone says nothing)."""
+    candidates = [snap.last_error, supervisor.last_exit_cause if supervisor is not None else None]
+    known = [error for error in candidates if error is not None]
+    if not known:
+        return None
+    time, message = max(known, key=lambda error: error[0])
+    return {"time": time, "message": message}
+
+
+def _cookies(jar: JarInfo | None, token_expiry: float | None) -> dict[str, Any] | None:
     if jar is None:
         return None
     return {
@@ -101,6 +118,6 @@ def _cookies(jar: JarInfo | None) -> dict[str, Any] | None:
         "modified": jar.modified_time,
         "format": jar.format,
         "has_auth_token": jar.has_auth_token,
-        "token_expiry": jar.auth_token_expiry,
+        "token_expiry": token_expiry if token_expiry is not None else jar.auth_token_expiry,
         "error": jar.error,  # why an unreadable jar cannot be read (never a cookie value)
     }

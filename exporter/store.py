@@ -30,6 +30,11 @@ from .positions import Position
 Labels = tuple[tuple[str, str], ...]
 
 MAX_QUERY_LIMIT = 1000
+# SQLite's memory: each connection's page cache is capped (its default, 2 MB, was filled over hours
+# and never given back), and the WAL is truncated after each checkpoint (every ~1000 pages).
+CACHE_KIB = 1024
+WAL_SIZE_LIMIT = 4 << 20
+NOTIFICATIONS_KEPT = 10_000
 PRUNE_BATCH = 5000  # rows per delete transaction, so a prune never holds the write lock for long
 _KINDS = {kind.value: kind for kind in EventKind}
 
@@ -64,6 +69,21 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (name, labels)
         ) WITHOUT ROWID""",
         "CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    ),
+    (
+        # What notify.py sent (or failed or held back), one row per channel URL: the page's list, and
+        # the keys that are never sent twice, also after a restart. `channel` is the masked URL.
+        """CREATE TABLE notifications (
+            id INTEGER PRIMARY KEY,
+            time REAL NOT NULL,
+            event TEXT NOT NULL,
+            key TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            result TEXT NOT NULL,
+            message TEXT NOT NULL,
+            error TEXT
+        )""",
+        "CREATE INDEX notifications_key ON notifications (key)",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -107,6 +127,7 @@ class Store:
                 # loss or an OS crash can lose the last few transactions, and whole transactions
                 # go: the database stays consistent.
                 writer.execute("PRAGMA synchronous = NORMAL")
+                writer.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
                 _migrate(writer, path)
                 reader = _connect(path, busy_timeout)
                 reader.execute("PRAGMA query_only = ON")
@@ -222,6 +243,33 @@ class Store:
             with _transaction(self._writer):
                 yield self._writer
 
+    def add_notification(
+        self, time: float, event: str, key: str, channel: str, result: str, message: str, error: str | None
+    ) -> None:
+        """One delivery outcome; the table keeps the newest NOTIFICATIONS_KEPT rows."""
+        with _failing(self.path, "add notification"), self._transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO notifications (time, event, key, channel, result, message, error)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (time, event, key, channel, result, message, error),
+            )
+            conn.execute("DELETE FROM notifications WHERE id <= ?", (cursor.lastrowid - NOTIFICATIONS_KEPT,))
+
+    def notifications(self, limit: int = 50) -> list[dict[str, object]]:
+        """The newest delivery outcomes first."""
+        limit = min(max(int(limit), 1), MAX_QUERY_LIMIT)
+        rows = self._read(
+            "query notifications",
+            "SELECT time, event, key, channel, result, message, error FROM notifications ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        names = ("time", "event", "key", "channel", "result", "message", "error")
+        return [dict(zip(names, row)) for row in rows]
+
+    def notification_keys(self) -> set[str]:
+        """Keys of every notification remembered, whatever its result."""
+        return {key for (key,) in self._read("load notification keys", "SELECT DISTINCT key FROM notifications")}
+
     # reading
 
     def load_positions(self) -> dict[str, Position]:
@@ -280,7 +328,10 @@ class Store:
 def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     # isolation_level=None turns off sqlite3's implicit transactions; we BEGIN and COMMIT ourselves.
     # timeout= is SQLite's busy_timeout.
-    return sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")  # negative: KiB, not pages
+    conn.execute("PRAGMA temp_store = FILE")  # sorts for big queries spill to disk, not to memory
+    return conn
 
 
 @contextlib.contextmanager

@@ -7,7 +7,15 @@ the snapshot the thread published last.
 
 The miner runs in its own session (its own process group): TERMINATE and KILL go to the whole
 group, and once the miner is gone whatever is left of its group is killed, so no grandchild
-outlives it. A process we attached to (another TDM holding lock.file) is never signalled.
+outlives it. It gets SIGTERM when the supervisor thread ends (PR_SET_PDEATHSIG), so even a daemon
+killed with SIGKILL leaves no TDM behind: TDM closes as on any SIGTERM, and its Xvfb ends with it.
+
+Another TDM holding lock.file is attached to, never signalled, and settings.json is not written
+while it runs. A TDM that an earlier run of ours started (its environment names our data dir: the
+daemon died and left it) is adopted instead: stopped and restarted like our own.
+
+What happens to the miner (starts, exits with their code, meaning and cause, restarts with their
+reason and delay, give-ups) is told to `record(action, fields)`, for the event store.
 """
 
 from __future__ import annotations
@@ -16,84 +24,58 @@ import os
 import random
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import psutil
 from loguru import logger
 
-from .capture import OutputCapture
-from .config import CAPTURED_OUTPUT
-from .launcher import launcher_argv
+from .bridge import SOCKET_NAME
+from .capture import CAPTURED_OUTPUT, OutputCapture
+from .config import MinerConfig
+from .exit_cause import last_exception, missing_module
+from .launcher import launcher_argv, runs_launcher
 from .lifecycle import (
     DELIBERATE_REASONS,
     RESTART_REASONS,
     Action,
-    BackoffPolicy,
     Lifecycle,
     State,
     TransitionError,
     exit_meaning,
 )
 from .lockfile import lock_holder
+from .pdeathsig import RELAY_SIGNAL, die_with_parent
 from .resources import ProcessTreeSampler, ResourceSample
 from .xvfb import Xvfb
 
 LOG_FLAGS = ("--log", "-vvv")
-DISPLAYS = re.compile(r"auto|none|:\d+(\.\d+)?")
 VERBOSITY_FLAG = re.compile(r"-v+")
-MIRROR_MODES = ("auto", "on", "off")
-MODES = ("run", "attach")
-MIN_STALL_SECONDS = 1800.0
+VENV_FOLDERS = ("env", "venv", ".venv")  # TDM's setup_env.sh makes `env`
+# TDM opens the device-code page with `webbrowser` 4 s after Login is pressed: headless, that would
+# start a browser on our Xvfb, outside TDM's process group. `true URL` does nothing, successfully.
+BROWSER = "true"
+# In the miner's environment: the data dir of the daemon that started it, so a later daemon with
+# the same data dir knows an orphan of its own (adopts it) from a TDM someone else started.
+OWNER_VARIABLE = "TWITCHMINERT_DATA_DIR"
 PERIOD = 1.0  # the thread wakes at least this often: sampling, attach polling
 REAP_GRACE = 5.0  # after KILL, how long we wait for the group to go before giving up
 JOIN_TIMEOUT = 5.0  # pumps and waiters of a dead miner
+DRAIN_TIMEOUT = 2.0  # at an exit: the pumps' last lines, for the exit cause
+CAUSE_WINDOW = 256 * 1024  # bytes of captured output searched for a traceback at an exit
+
+Record = Callable[[str, Mapping[str, Any]], None]
 
 
 class SupervisorError(RuntimeError):
     """A request the supervisor cannot do, in words a user can act on."""
-
-
-@dataclass(frozen=True)
-class SupervisorSettings:
-    dir: Path  # TDM's folder: main.py / exe / AppImage, settings.json, lock.file, log.txt
-    command: tuple[str, ...] = ()  # empty: `<current python> <dir>/main.py`
-    env: Mapping[str, str] = field(default_factory=dict)  # added to our environment
-    display: str = "auto"  # "auto": a private Xvfb when we have no DISPLAY; ":N"; "none"
-    mirror_gui_output: str = "auto"  # main.py through the launcher: "auto"/"on" (source installs), "off"
-    stop_timeout: float = 10.0
-    mode: str = "run"  # "attach": start nothing, follow the lock holder (or pid_file)
-    pid_file: Path | None = None
-    restart_on_terminated: bool = True
-    restart_on_stall_seconds: float | None = None
-    policy: BackoffPolicy = field(default_factory=BackoffPolicy)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "dir", Path(self.dir))
-        object.__setattr__(self, "command", tuple(self.command))
-        object.__setattr__(self, "env", dict(self.env))
-        if self.pid_file is not None:
-            object.__setattr__(self, "pid_file", Path(self.pid_file))
-        checks = (
-            ("display", DISPLAYS.fullmatch(self.display) is not None),
-            ("mirror_gui_output", self.mirror_gui_output in MIRROR_MODES),
-            ("mode", self.mode in MODES),
-            ("stop_timeout", self.stop_timeout > 0),
-            ("restart_on_stall_seconds", _at_least(self.restart_on_stall_seconds, MIN_STALL_SECONDS)),
-        )
-        for name, ok in checks:
-            if not ok:
-                raise ValueError(f"{name}: invalid value {getattr(self, name)!r}")
-
-
-def _at_least(value: float | None, minimum: float) -> bool:
-    return value is None or value >= minimum
 
 
 @dataclass(frozen=True)
@@ -110,6 +92,11 @@ class SupervisorStatus:
     failure: str | None  # why FAILED
     last_error: str | None  # why the last start failed
     resources: ResourceSample | None
+    display: str | None = None  # the miner's X display (our Xvfb's, or the configured one)
+    adopted: bool = False  # a miner an earlier run of ours started
+    # (wall clock, the traceback line that ended a run, and what to do about it), of the last exit with one
+    last_exit_cause: tuple[float, str] | None = None
+    notice: str | None = None  # something the user should know (settings.json held back, ...)
 
     @property
     def up(self) -> bool:
@@ -119,11 +106,26 @@ class SupervisorStatus:
 # -- the command line ---------------------------------------------------------------------------
 
 
-def default_command(miner_dir: Path) -> tuple[str, ...]:
-    main_py = miner_dir / "main.py"
+def tdm_python(miner: MinerConfig) -> str:
+    """TDM's interpreter for a source install: miner.python, else a venv inside TDM's folder (`env`,
+    `venv`, `.venv`), else python3 on PATH. Never ours: TDM needs aiohttp, Tk and its other
+    requirements, which our venv does not have."""
+    if miner.python is not None:
+        return str(miner.python)
+    assert miner.dir is not None
+    for folder in VENV_FOLDERS:
+        candidate = miner.dir / folder / "bin" / "python"
+        if candidate.exists():
+            return str(candidate)
+    return shutil.which("python3") or sys.executable
+
+
+def default_command(miner: MinerConfig) -> tuple[str, ...]:
+    assert miner.dir is not None
+    main_py = miner.dir / "main.py"
     if not main_py.is_file():
         raise SupervisorError(f"miner.command is empty and {main_py} does not exist: set miner.command")
-    return (sys.executable, str(main_py))
+    return (tdm_python(miner), str(main_py))
 
 
 def with_log_flags(argv: tuple[str, ...]) -> tuple[str, ...]:
@@ -140,8 +142,9 @@ def source_main_py(argv: tuple[str, ...], miner_dir: Path) -> Path | None:
     return None
 
 
-def miner_argv(settings: SupervisorSettings, output: Path) -> list[str]:
-    argv = with_log_flags(settings.command or default_command(settings.dir))
+def miner_argv(settings: MinerConfig, output: Path, control: Path | None = None) -> list[str]:
+    assert settings.dir is not None
+    argv = with_log_flags(settings.command or default_command(settings))
     main_py = source_main_py(argv, settings.dir)
     if settings.mirror_gui_output == "off":
         return list(argv)
@@ -149,7 +152,7 @@ def miner_argv(settings: SupervisorSettings, output: Path) -> list[str]:
         if settings.mirror_gui_output == "on":
             logger.warning("miner.mirror_gui_output: on needs `PYTHON main.py ...` as the command; not mirroring")
         return list(argv)
-    return launcher_argv(argv[0], main_py, list(argv[2:]), output)
+    return launcher_argv(argv[0], main_py, list(argv[2:]), output, control)
 
 
 # -- the supervisor -----------------------------------------------------------------------------
@@ -159,40 +162,52 @@ def miner_argv(settings: SupervisorSettings, output: Path) -> list[str]:
 class _Child:
     proc: subprocess.Popen
     threads: list[threading.Thread]  # the output pumps and the waiter
+    output_offset: int  # where its captured output starts: the exit cause is searched from here
 
 
 class Supervisor:
     def __init__(
         self,
-        settings: SupervisorSettings,
+        settings: MinerConfig,
         data_dir: Path,
         before_start: Callable[[], None] | None = None,
-        on_state: Callable[[SupervisorStatus], None] | None = None,
+        record: Record | None = None,
     ) -> None:
+        if settings.dir is None:
+            raise SupervisorError("miner.dir is not set: nothing to supervise")
         self.settings = settings
-        self.output_path = Path(data_dir) / CAPTURED_OUTPUT
-        self.lock_file = settings.dir / "lock.file"
+        self.dir: Path = settings.dir
+        self.data_dir = Path(data_dir)
+        self.output_path = self.data_dir / CAPTURED_OUTPUT
+        self.lock_file = self.dir / "lock.file"
         self._before_start = before_start
-        self._on_state = on_state
-        self._argv = miner_argv(settings, self.output_path) if settings.mode == "run" else []
-        self._lifecycle = Lifecycle(settings.policy, random.Random(), settings.stop_timeout)
+        self._record = record
+        self._argv = miner_argv(settings, self.output_path, self.data_dir / SOCKET_NAME) if settings.mode == "run" else []
+        launched = runs_launcher(self._argv)
+        # The bridge's control socket, when TDM runs through our launcher (else it takes no calls).
+        self.control_path = self.data_dir / SOCKET_NAME if launched else None
+        # Through the launcher, one SIGTERM however often the kernel sends it (see pdeathsig).
+        self._death_signal = die_with_parent(RELAY_SIGNAL if launched else signal.SIGTERM)
+        self._lifecycle = Lifecycle(settings.backoff, random.Random(), settings.stop_timeout)
         self._lock = threading.RLock()  # the lifecycle and everything below
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._capture: OutputCapture | None = None
         self._xvfb: Xvfb | None = None
+        self._display: str | None = None
         self._child: _Child | None = None
         self._leftovers: list[threading.Thread] = []  # pumps of earlier miners, still draining
-        self._followed: psutil.Process | None = None  # a process we attached to
+        self._followed: psutil.Process | None = None  # a process we attached to (or adopted)
         self._start_time: float | None = None
         self._sampler: ProcessTreeSampler | None = None
         self._sample: ResourceSample | None = None
         self._sampled_at = float("-inf")
         self._looked_at = float("-inf")  # attach mode: last search for a lock holder
         self._killed_at: float | None = None
+        self._exit_cause: tuple[float, str] | None = None  # (wall clock, cause)
+        self._notice: str | None = None
         self._status = self._snapshot()
-        self._notified = self._status.state
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -214,7 +229,7 @@ class Supervisor:
             if thread is None:
                 return
             if thread is threading.current_thread():
-                raise SupervisorError("stop() from the supervisor thread (an on_state callback) would wait for itself")
+                raise SupervisorError("stop() from the supervisor thread (a before_start or record callback) would wait for itself")
             if not self._stop.is_set():
                 self._stop.set()
                 self._lifecycle.stop_requested(time.monotonic())
@@ -233,7 +248,7 @@ class Supervisor:
             raise SupervisorError("miner.mode is attach: twitchminert does not start or signal the miner")
         if reason == "terminated" and not self.settings.restart_on_terminated:
             return False
-        if reason == "stall" and self.settings.restart_on_stall_seconds is None:
+        if reason == "stall" and self.settings.restart_on_stall is None:
             return False
         with self._lock:
             if self._stop.is_set() or self._thread is None:
@@ -248,6 +263,7 @@ class Supervisor:
                 logger.info("restart ({}) ignored: {}", reason, error)
                 return False
             logger.info("restarting the miner ({})", reason)
+            self._tell("restart_requested", reason=reason, pid=lifecycle.pid)
             self._publish()
         self._wake.set()
         return True
@@ -284,7 +300,6 @@ class Supervisor:
                     self._sample_resources(now)
                     timeout = self._timeout(now)
                     self._publish()
-                self._notify()
                 self._wake.wait(timeout)
                 self._wake.clear()
         except Exception:
@@ -293,7 +308,6 @@ class Supervisor:
             with self._lock:
                 self._teardown()
                 self._publish()
-            self._notify()
 
     def _act(self, now: float) -> None:
         action = self._lifecycle.tick(now)
@@ -311,40 +325,43 @@ class Supervisor:
     def _launch(self, now: float) -> None:
         lifecycle = self._lifecycle
         try:
-            if self._before_start is not None:
-                self._before_start()
+            # Before anything is written: a running TDM would overwrite settings.json at its exit.
             holder = self._lock_holder()
             if holder is not None:
-                logger.warning(
-                    "{} is held by pid {}: TDM runs already, attaching to it instead of starting another",
-                    self.lock_file,
-                    holder.pid,
-                )
-                self._attach(now, holder)
+                self._attach(now, holder, adopted=self._ours(holder))
                 return
+            self._notice = None
+            if self._before_start is not None:
+                self._before_start()
             env = self._child_env()
+            offset = self._output_size()
             proc = subprocess.Popen(
                 self._argv,
-                cwd=self.settings.dir,
+                cwd=self.dir,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # its own process group: we signal the whole tree
+                preexec_fn=self._death_signal,  # TDM closes normally if we die
             )
         except Exception as error:
             logger.error("cannot start the miner: {}", error)
+            self._stop_xvfb()
             lifecycle.start_failed(now, str(error))
+            self._tell("start_failed", error=str(error))
+            self._told_restart(now)
             return
         assert self._capture is not None and proc.stdout is not None and proc.stderr is not None
         threads = [self._capture.pump(proc.stdout, "STDOUT"), self._capture.pump(proc.stderr, "STDERR")]
         waiter = threading.Thread(target=self._await_exit, args=(proc,), name=f"miner-waiter-{proc.pid}")
         waiter.start()
-        self._child = _Child(proc, [*threads, waiter])
+        self._child = _Child(proc, [*threads, waiter], offset)
         lifecycle.started(now, proc.pid)
         self._start_time = time.time()
         self._watch(proc.pid)
         logger.info("started the miner (pid {}): {}", proc.pid, shlex.join(self._argv))
+        self._tell("started", pid=proc.pid, display=self._display)
 
     def _await_exit(self, proc: subprocess.Popen) -> None:
         proc.wait()  # ends when the miner is reaped; stop() always makes sure it is
@@ -359,14 +376,33 @@ class Supervisor:
         if code < 0:  # Popen's -N for "killed by signal N": report it as a shell would, 128+N
             code = 128 - code
         self._kill_group(child.proc.pid)  # whatever is left of its tree
+        self._stop_xvfb()  # a fresh one for the next start (this one ends with its last client anyway)
+        for thread in child.threads:
+            thread.join(DRAIN_TIMEOUT)  # the last lines on its pipes, for the cause
         self._leftovers = [t for t in self._leftovers + child.threads if t.is_alive()]
         expected = self._lifecycle.state is State.STOPPING
+        cause = self._cause(child.output_offset) if code != 0 else None
+        if cause is not None:
+            self._exit_cause = (time.time(), cause)
         self._lifecycle.exited(now, code, expected)
         self._unwatch()
         log = logger.info if expected or code == 0 else logger.warning
-        log("the miner (pid {}) exited with code {} ({})", child.proc.pid, code, exit_meaning(code))
-        if self._lifecycle.state is State.FAILED:
-            logger.error("not restarting the miner: {}", self._lifecycle.failure)
+        log("the miner (pid {}) exited with code {} ({}){}", child.proc.pid, code, exit_meaning(code), f": {cause}" if cause else "")
+        self._tell("exited", pid=child.proc.pid, code=code, meaning=exit_meaning(code), cause=cause, expected=expected)
+        self._told_restart(now)
+
+    def _told_restart(self, now: float) -> None:
+        """After an exit or a failed start: the restart that follows, or the give-up."""
+        lifecycle = self._lifecycle
+        if lifecycle.state is State.FAILED:
+            logger.error("not restarting the miner: {}", lifecycle.failure)
+            self._tell("gave_up", failure=lifecycle.failure)
+        elif lifecycle.state is State.BACKOFF and lifecycle.start_at is not None:
+            delay = round(max(0.0, lifecycle.start_at - now), 3)
+            logger.info("starting the miner again in {:g} s ({})", delay, lifecycle.restart_reason)
+            self._tell("restart", reason=lifecycle.restart_reason, delay=delay)
+        elif lifecycle.state is State.STARTING and lifecycle.restart_reason is not None:
+            self._tell("restart", reason=lifecycle.restart_reason, delay=0.0)
 
     def _stopped(self, now: float) -> bool:
         """Whether the thread may end: nothing left to wait for, or KILL did not help in time."""
@@ -386,21 +422,24 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 logger.error("the miner (pid {}) could not be reaped", child.proc.pid)
             self._leftovers += child.threads
-        self._followed = None
+        followed, self._followed = self._followed, None
+        if followed is not None and self._lifecycle.adopted:
+            self._kill_group(followed.pid)  # ours, and it outlived stop_timeout and SIGKILL's grace
         self._unwatch()
         for thread in reversed(self._leftovers):
             thread.join(JOIN_TIMEOUT)  # drain the pipes before close() cuts the pumps short
         self._leftovers = []
         if self._capture is not None:
             self._capture.close()
-        if self._xvfb is not None:
-            self._xvfb.stop()
+        self._stop_xvfb()
 
     # -- signals --------------------------------------------------------------------------------
 
     def _signal_group(self, sig: int) -> None:
-        if self._child is not None:  # never a process we attached to
+        if self._child is not None:
             self._kill_group(self._child.proc.pid, sig)
+        elif self._followed is not None and self._lifecycle.adopted:  # never a process we attached to
+            self._kill_group(self._followed.pid, sig)
 
     @staticmethod
     def _kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
@@ -445,14 +484,42 @@ class Supervisor:
         except psutil.Error:
             return False
 
-    def _attach(self, now: float, process: psutil.Process) -> None:
-        self._lifecycle.attached_to(now, process.pid)
+    def _ours(self, process: psutil.Process) -> bool:
+        """Started by a daemon with our data dir (one that died and left it running), in run mode,
+        as its own process group leader (so that signalling its group reaches only its tree)."""
+        if self.settings.mode != "run":
+            return False
+        try:
+            owner = process.environ().get(OWNER_VARIABLE)
+            leader = os.getpgid(process.pid) == process.pid
+        except (psutil.Error, OSError):
+            return False
+        return leader and owner == str(self.data_dir.resolve())
+
+    def _attach(self, now: float, process: psutil.Process, adopted: bool = False) -> None:
+        if adopted:
+            logger.warning(
+                "{} is held by pid {}, a TDM an earlier run of twitchminert started: adopting it", self.lock_file, process.pid
+            )
+        elif self.settings.mode == "run":
+            logger.warning(
+                "{} is held by pid {}: TDM runs already, attaching to it instead of starting another;"
+                " settings.json is left alone while it runs",
+                self.lock_file,
+                process.pid,
+            )
+            self._notice = (
+                f"TDM (pid {process.pid}) was started outside twitchminert and holds lock.file: twitchminert follows it"
+                " and does not write settings.json until it exits"
+            )
+        self._lifecycle.attached_to(now, process.pid, adopted=adopted)
         self._followed = process
         try:
             self._start_time = process.create_time()
         except psutil.Error:
             self._start_time = None
         self._watch(process.pid)
+        self._tell("attached", pid=process.pid, adopted=adopted)
 
     def _follow(self, now: float) -> None:
         """Every PERIOD: is the attached process still there; in attach mode, is there one to attach to."""
@@ -463,30 +530,86 @@ class Supervisor:
         if followed is not None:
             if self._alive(followed):
                 return
-            self._followed = None
-            self._unwatch()
-            attach_mode = self.settings.mode == "attach"
-            if self._lifecycle.state is State.RUNNING:
-                self._lifecycle.exited(now, None, expected=attach_mode or self._stop.is_set())
-            logger.info("the miner we attached to (pid {}) is gone", followed.pid)
+            self._gone(now, followed)
         elif self.settings.mode == "attach" and self._lifecycle.state is State.STOPPED and not self._stop.is_set():
             process = self._lock_holder() or self._pid_file_process()
             if process is not None:
                 logger.info("attached to the miner (pid {})", process.pid)
                 self._attach(now, process)
 
+    def _gone(self, now: float, followed: psutil.Process) -> None:
+        """The process we attached to (or adopted) ended; we cannot know its exit code."""
+        lifecycle = self._lifecycle
+        self._followed = None
+        self._unwatch()
+        adopted, stopping = lifecycle.adopted, lifecycle.state is State.STOPPING
+        logger.info("the miner we {} (pid {}) is gone", "adopted" if adopted else "attached to", followed.pid)
+        if lifecycle.state not in (State.RUNNING, State.STOPPING):
+            return
+        # A TDM someone else started and closed is not a crash: in run mode we start our own at once.
+        lifecycle.exited(now, None, expected=stopping or not adopted)
+        self._tell("exited", pid=followed.pid, code=None, meaning=exit_meaning(None), cause=None, expected=stopping or not adopted)
+        self._notice = None
+        if self.settings.mode == "run" and lifecycle.state is State.STOPPED and not self._stop.is_set():
+            lifecycle.start_requested(now)
+        else:
+            self._told_restart(now)
+
     # -- display and environment ----------------------------------------------------------------
 
     def _child_env(self) -> dict[str, str]:
-        env = {**os.environ, **self.settings.env}
+        env = {**os.environ, "BROWSER": BROWSER, **self.settings.env, OWNER_VARIABLE: str(self.data_dir.resolve())}
         display = self.settings.display
         if display == "auto" and not env.get("DISPLAY"):
             if self._xvfb is None:
                 self._xvfb = Xvfb()
-            env["DISPLAY"] = self._xvfb.start()  # once; again only if it died
+            self._xvfb.start()
+            env.update(self._xvfb.environment())
         elif display not in ("auto", "none"):
             env["DISPLAY"] = display
+        self._display = env.get("DISPLAY") or None
         return env
+
+    def _stop_xvfb(self) -> None:
+        if self._xvfb is not None:
+            self._xvfb.stop()
+            self._display = None
+
+    # -- the exit cause -------------------------------------------------------------------------
+
+    def _output_size(self) -> int:
+        try:
+            return self.output_path.stat().st_size
+        except OSError:
+            return 0
+
+    def _cause(self, offset: int) -> str | None:
+        """The last traceback's exception in what this run wrote to the captured output, with what
+        to do when TDM's interpreter lacks one of TDM's modules."""
+        try:
+            with open(self.output_path, "rb") as file:
+                file.seek(max(offset, self._output_size() - CAUSE_WINDOW))
+                text = file.read(CAUSE_WINDOW).decode("utf-8", "replace")
+        except OSError:
+            return None
+        cause = last_exception(text)
+        module = missing_module(cause)
+        if module is not None and self._argv:
+            cause += (
+                f" ({self._argv[0]} lacks TDM's requirements: set miner.python to TDM's own interpreter,"
+                f" e.g. its venv's bin/python, or install {self.dir / 'requirements.txt'} into it)"
+            )
+        return cause
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _tell(self, action: str, **fields: Any) -> None:
+        if self._record is None:
+            return
+        try:
+            self._record(f"miner_{action}", fields)
+        except Exception:
+            logger.exception("recording the supervisor event {} failed", action)
 
     # -- resources ------------------------------------------------------------------------------
 
@@ -530,19 +653,11 @@ class Supervisor:
             failure=lc.failure,
             last_error=lc.last_error,
             resources=self._sample,
+            display=self._display if self._child is not None else None,
+            adopted=lc.adopted,
+            last_exit_cause=self._exit_cause,
+            notice=self._notice,
         )
 
     def _publish(self) -> None:
         self._status = self._snapshot()
-
-    def _notify(self) -> None:
-        """From the thread, outside the lock: tell `on_state` about a new state."""
-        status = self._status
-        if status.state is self._notified:
-            return
-        self._notified = status.state
-        if self._on_state is not None:
-            try:
-                self._on_state(status)
-            except Exception:
-                logger.exception("on_state callback failed")

@@ -135,9 +135,8 @@ class _Generation:
 class FileTail:
     """Follow one path. `read()` returns the new bytes and the resets since the last call.
 
-    Counters for metrics: `bytes_read`, `rotations` (renamed away), `truncations` (same file cut
-    short), `replacements` (deleted, or replaced by another file). `last_error` is the OSError the
-    last read() met (for example permission denied), or None: read() records it instead of raising.
+    `last_error` is the OSError the last read() met (permission denied, a directory, a path through
+    a file), or None: read() records it instead of raising, and the pipeline reports it.
     """
 
     def __init__(
@@ -156,10 +155,6 @@ class FileTail:
         self.chunk_size = chunk_size
         self.max_chunks = max_chunks
         self.pending = False  # True when read() stopped at its chunk budget: call it again soon
-        self.bytes_read = 0
-        self.rotations = 0
-        self.truncations = 0
-        self.replacements = 0
         self.last_error: OSError | None = None
         self._saved = position
         self._start_at = start_at
@@ -187,6 +182,15 @@ class FileTail:
                 out.clear()
         self.pending = self._budget == 0
         return out
+
+    def backlog(self) -> int:
+        """Bytes of the followed file not read yet (0 while none is followed)."""
+        if self._gen is None:
+            return 0
+        try:
+            return max(0, self._gen.size() - self._gen.offset)
+        except OSError:
+            return 0
 
     def position(self) -> Position | None:
         """Where reading has got to in the followed file; None while no file is followed.
@@ -256,8 +260,8 @@ class FileTail:
     def _open(self, path: Path, out: list[TailItem], reason: str | None = None) -> bool:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # NONBLOCK: a FIFO must not hang us
-        except (FileNotFoundError, NotADirectoryError):
-            return False
+        except FileNotFoundError:
+            return False  # not there yet; a path through a file (NotADirectoryError) is an error
         try:
             self._gen = _Generation(fd)
         except OSError as e:
@@ -306,7 +310,6 @@ class FileTail:
             data = gen.read(self.chunk_size)
             if data:
                 out.append(Data(self.key, data, offset))
-                self.bytes_read += len(data)
             if len(data) < self.chunk_size:
                 return True
             self._budget -= 1
@@ -314,12 +317,6 @@ class FileTail:
 
     def _reset(self, out: list[TailItem], reason: str) -> None:
         out.append(Reset(self.key, reason))
-        if reason == "rotated":
-            self.rotations += 1
-        elif reason == "truncated":
-            self.truncations += 1
-        elif reason in ("replaced", "deleted"):
-            self.replacements += 1
 
 
 class GlobTail:
@@ -419,6 +416,14 @@ class TailSet:
             out.extend(tail.read())
         self.pending = any(tail.pending for tail in [*self._files.values(), *self._globs])
         return out
+
+    def backlog(self) -> dict[str, int]:
+        """Bytes not read yet, by key."""
+        return {key: tail.backlog() for key, tail in self.items()}
+
+    def errors(self) -> dict[str, OSError]:
+        """Files whose last read failed, by key, with what it met."""
+        return {key: tail.last_error for key, tail in self.items() if tail.last_error is not None}
 
     def items(self) -> list[tuple[str, FileTail]]:
         """Every followed file by key, for positions and per-file counters."""

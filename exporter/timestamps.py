@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo
 
+_CACHE_LIMIT = 4096
+
 
 def zone(name: str | None) -> tzinfo | None:
     """A configured zone name; None or "" or "local" means the machine's own zone."""
@@ -14,19 +16,33 @@ def zone(name: str | None) -> tzinfo | None:
 
 
 class LocalClock:
-    """Converts TDM's "YYYY-MM-DD HH:MM:SS" plus msecs, caching the last second seen
-    (consecutive records nearly always share it, and strptime is slow)."""
+    """Converts TDM's "YYYY-MM-DD HH:MM:SS" plus msecs, converting each distinct second once
+    (a log has many records per second, and strptime is slow)."""
 
     def __init__(self, tz: tzinfo | None = None) -> None:
         self.tz = tz
-        self._second = ""
-        self._epoch = 0.0
+        self._seconds: dict[str, float] = {}
 
     def to_epoch(self, timestamp: str, msecs: int) -> float:
-        if timestamp != self._second:
-            naive = datetime.strptime(timestamp, "%Y-%m-%d %H:%M:%S")
+        """Raises ValueError for a time that does not exist in the calendar (2026-02-30)."""
+        epoch = self._seconds.get(timestamp)
+        if epoch is None:
+            naive = _parse(timestamp)
             # An ambiguous hour at a DST change reads as the first occurrence (fold=0).
             local = naive.replace(tzinfo=self.tz) if self.tz else naive.astimezone()
-            self._epoch = local.timestamp()
-            self._second = timestamp
-        return self._epoch + msecs / 1000.0
+            epoch = local.timestamp()
+            if len(self._seconds) >= _CACHE_LIMIT:
+                self._seconds.clear()
+            self._seconds[timestamp] = epoch
+        return epoch + msecs / 1000.0
+
+
+def _parse(timestamp: str) -> datetime:
+    """"YYYY-MM-DD HH:MM:SS" as a naive datetime; ValueError if it is not one (or no real time)."""
+    if len(timestamp) == 19 and timestamp[4] == timestamp[7] == "-" and timestamp[13] == timestamp[16] == ":":
+        # The framer only gives digits here; slicing is several times faster than strptime.
+        return datetime(
+            int(timestamp[0:4]), int(timestamp[5:7]), int(timestamp[8:10]),
+            int(timestamp[11:13]), int(timestamp[14:16]), int(timestamp[17:19]),
+        )
+    return datetime.strptime(timestamp, "%Y-%m-%d %H:%M:%S")

@@ -16,6 +16,7 @@ import fnmatch
 import glob
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -165,13 +166,18 @@ class Watcher:
 
 
 class FileChangeWatcher:
-    """Sets `changed` when one file is written or replaced (the daemon's config file, so it reloads)."""
+    """Sets `changed` when one file is written or replaced (the daemon's config file, so it reloads).
 
-    def __init__(self, path: Path, changed: threading.Event) -> None:
+    Only once the file has stayed the same for `settle` seconds: an editor that truncates the file and
+    writes it again a moment later, or a writer that writes it in pieces, is seen when it is done.
+    """
+
+    def __init__(self, path: Path, changed: threading.Event, settle: float = 1.0) -> None:
         # Not resolve()d: the identity follows a symlink at every check, so a link switched to a new target
         # (a Kubernetes ConfigMap update) is a change; the target's folder is watched too, for prompt wake-ups.
         self._path = path.absolute()
         self._changed = changed
+        self._settle = settle
         self._file_changed = False
         self._stat = self._identity()
         self._watcher = Watcher({self._path, self._path.resolve()})
@@ -188,13 +194,20 @@ class FileChangeWatcher:
             return None
 
     def _run(self) -> None:
+        seen, quiet_at = self._stat, None  # the latest identity, and when it will have settled
         while not self._stop.is_set():
-            self._watcher.wait(1.0)
+            timeout = 1.0 if quiet_at is None else max(0.0, quiet_at - time.monotonic())
+            self._watcher.wait(timeout)
             current = self._identity()
-            if current != self._stat and current is not None:
-                self._stat = current
-                self._file_changed = True
-                self._changed.set()
+            if current != seen:  # still moving: wait for a quiet `settle`
+                seen, quiet_at = current, time.monotonic() + self._settle
+                continue
+            if quiet_at is not None and time.monotonic() >= quiet_at:
+                quiet_at = None
+                if current != self._stat and current is not None:
+                    self._stat = current
+                    self._file_changed = True
+                    self._changed.set()
 
     def take_source(self) -> str:
         source = "file" if self._file_changed else "sighup"

@@ -22,8 +22,8 @@ NOW = time.mktime((2026, 11, 23, 22, 23, 54, 0, 0, -1)) + 0.665  # local time, l
 
 def records(path: Path) -> list[Record]:
     framer = Framer("captured")
-    out = framer.feed(path.read_bytes(), now=0.0)
-    out += framer.flush()
+    out = framer.feed(path.read_bytes(), now=0.0).records
+    out += framer.flush().records
     assert framer.orphan_lines == 0
     return out
 

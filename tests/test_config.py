@@ -95,7 +95,7 @@ nonsense: {}
         "twitchminert.yaml:12: logs.timezone: unknown time zone 'Mars/Olympus'",
         "twitchminert.yaml:14: miner.restart_on_stall: must be at least 30m (restarting more often would hammer Twitch), got '10m'",
         "twitchminert.yaml:15: miner.mirror_gui_output: expected one of auto, on, off, got 'sometimes'",
-        "twitchminert.yaml:16: nonsense: unknown section (expected one of miner, settings, logs, storage, web, session)",
+        "twitchminert.yaml:16: nonsense: unknown section (expected one of miner, settings, logs, storage, web, session, notify)",
     ]
 
 

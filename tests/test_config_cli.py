@@ -237,7 +237,7 @@ def test_validate_reports_every_problem_with_file_line_and_path(tmp_path: Path, 
         f"twitchminert: bad.yaml:19: settings.colour: unknown key (expected one of {settings_keys})",
         "twitchminert: bad.yaml:21: storage.max_age_days: expected a number, got 'thirty'",
         "twitchminert: bad.yaml:23: web.listen_address: expected a non-empty string, got 9797",
-        "twitchminert: bad.yaml:24: extra: unknown section (expected one of miner, settings, logs, storage, web, session)",
+        "twitchminert: bad.yaml:24: extra: unknown section (expected one of miner, settings, logs, storage, web, session, notify)",
     ]
 
 

@@ -21,7 +21,7 @@ def line(message: str, level: str = "INFO", msecs: str = "123", ts: str = "2026-
 
 def frame_all(data: bytes, **kwargs) -> tuple[list[Record], Framer]:
     framer = Framer("f", **kwargs)
-    records = framer.feed(data, 0.0) + framer.flush()
+    records = framer.feed(data, 0.0).records + framer.flush().records
     return records, framer
 
 
@@ -30,9 +30,9 @@ def frame_in_pieces(data: bytes, cuts: list[int], **kwargs) -> list[Record]:
     records: list[Record] = []
     previous = 0
     for cut in sorted(set(cuts)) + [len(data)]:
-        records += framer.feed(data[previous:cut], 0.0)
+        records += framer.feed(data[previous:cut], 0.0).records
         previous = cut
-    return records + framer.flush()
+    return records + framer.flush().records
 
 
 @pytest.mark.parametrize("log", FIXTURE_LOGS, ids=lambda p: p.parent.name)
@@ -97,29 +97,31 @@ def test_emoji_and_invalid_bytes() -> None:
 
 def test_partial_last_line_waits_for_its_newline() -> None:
     framer = Framer("f", quiet_seconds=0.01)
-    assert framer.feed(line("first"), now=0.0) == []  # held: a continuation could follow
-    released = framer.feed(line("second")[:-3], now=1.0)
+    assert framer.feed(line("first"), now=0.0).records == []  # held: a continuation could follow
+    released = framer.feed(line("second")[:-3], now=1.0).records
     assert [r.message for r in released] == ["first"]
     assert framer.deadline() is None  # a partial line is pending: time alone never emits it
-    assert framer.flush_due(now=100.0) == []
-    assert framer.feed(line("second")[-3:], now=2.0) == []
-    assert [r.message for r in framer.flush_due(now=2.02)] == ["second"]
+    assert framer.flush_due(now=100.0).records == []
+    assert framer.feed(line("second")[-3:], now=2.0).records == []
+    assert [r.message for r in framer.flush_due(now=2.02).records] == ["second"]
     assert framer.offset == len(line("first")) + len(line("second"))
 
 
 def test_next_header_prefix_releases_the_held_record() -> None:
     framer = Framer("f")
     framer.feed(line("first"), now=0.0)
-    records = framer.feed(line("second")[:40], now=0.0)
+    records = framer.feed(line("second")[:40], now=0.0).records
     assert [r.message for r in records] == ["first"]
 
 
 def test_quiet_flush_keeps_last_record_of_a_burst_for_only_the_quiet_period() -> None:
     framer = Framer("f", quiet_seconds=0.5)
-    assert framer.feed(line("a") + line("b"), now=10.0) == [Record("f", "2026-11-23 22:23:54", 123, "INFO", "a", 0, len(line("a")))]
+    batch = framer.feed(line("a") + line("b"), now=10.0)
+    assert batch.records == [Record("f", "2026-11-23 22:23:54", 123, "INFO", "a", 0, len(line("a")))]
+    assert batch.consumed == len(line("a"))
     assert framer.deadline() == pytest.approx(10.5)
-    assert framer.flush_due(now=10.4) == []
-    assert [r.message for r in framer.flush_due(now=10.5)] == ["b"]
+    assert framer.flush_due(now=10.4).records == []
+    assert [r.message for r in framer.flush_due(now=10.5).records] == ["b"]
     assert framer.deadline() is None
 
 
@@ -144,13 +146,13 @@ def test_windows_line_endings() -> None:
 def test_oversized_record_is_cut_counted_and_memory_stays_bounded() -> None:
     limit = 64 * 1024
     framer = Framer("f", max_record_bytes=limit)
-    out = framer.feed(line("start", "ERROR")[:-1], 0.0)
+    out = framer.feed(line("start", "ERROR")[:-1], 0.0).records
     chunk = b"x" * 65536
     for _ in range(160):  # a 10 MB line arriving in pieces
-        out += framer.feed(chunk, 0.0)
+        out += framer.feed(chunk, 0.0).records
         assert len(framer._buf) <= limit + len(chunk)
-    out += framer.feed(b"\ncontinuation of the huge record\n" + line("after"), 0.0)
-    out += framer.flush()
+    out += framer.feed(b"\ncontinuation of the huge record\n" + line("after"), 0.0).records
+    out += framer.flush().records
     assert [r.truncated for r in out] == [True, False]
     assert len(out[0].message.encode()) <= limit
     assert out[0].message.startswith("start")
@@ -165,7 +167,7 @@ def test_offset_is_always_a_safe_resume_point() -> None:
     framer = Framer("f")
     emitted: list[Record] = []
     for i in range(0, len(data), 37):
-        emitted += framer.feed(data[i : i + 37], 0.0)
+        emitted += framer.feed(data[i : i + 37], 0.0).records
         # restart from offset: the records after it, plus those already emitted, are all of them
         resumed, _ = frame_all(data[framer.offset :])
         assert [r.message for r in emitted] + [r.message for r in resumed] == [r.message for r in frame_all(data)[0]]
@@ -212,9 +214,55 @@ def test_generated_logs_frame_to_their_ground_truth(entries, cuts) -> None:
 def test_count_only_levels_are_counted_not_built() -> None:
     data = line("req", "DEBUG", "001") + line("a") + line("resp", "DEBUG", "002") + b"hdrs\n\n" + line("b", "DEBUG", "003")
     framer = Framer("f", count_only=frozenset({"DEBUG"}))
-    records = framer.feed(data, 0.0) + framer.flush()
-    assert [r.message for r in records] == ["a"]
-    counted, last, truncated = framer.take_counted()
-    assert counted == {"DEBUG": 3} and last == ("2026-11-23 22:23:54", 3) and truncated == 0
-    assert framer.take_counted() == ({}, None, 0)
-    assert framer.offset == len(data)
+    fed, flushed = framer.feed(data, 0.0), framer.flush()
+    assert [r.message for r in fed.records + flushed.records] == ["a"]
+    assert fed.counted == {"DEBUG": 2} and fed.counted_time == ("2026-11-23 22:23:54", 2)
+    assert flushed.counted == {"DEBUG": 1} and flushed.counted_time == ("2026-11-23 22:23:54", 3)
+    assert fed.counted_truncated == flushed.counted_truncated == 0
+    assert fed.consumed + flushed.consumed == framer.offset == len(data)
+    assert len(fed) == 3 and len(flushed) == 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["ERROR", "INFO", "CALL", "DEBUG", "DEBUG", "DEBUG", "STDOUT", "NOTICE"]),
+            st.text(alphabet="ab :\t", max_size=40),
+            st.lists(st.text(alphabet="abc xyz:\t", max_size=30).filter(lambda s: not s[:4].isdigit()), max_size=3),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    st.lists(st.integers(min_value=0, max_value=6000), max_size=15),
+    st.sampled_from([120, 1 << 20]),
+)
+def test_count_only_levels_in_any_chunking_give_the_ground_truth(entries, cuts, limit) -> None:
+    """Bulk framing (count-only headers counted per chunk) and the record-by-record path (records
+    near the size limit) agree with the ground truth, however the bytes arrive."""
+    data = b""
+    for level, message, continuation in entries:
+        data += line(message, level) + b"".join(c.encode() + b"\n" for c in continuation)
+    framer = Framer("f", max_record_bytes=limit, count_only=frozenset({"DEBUG", "STDOUT"}))
+    built, counted, consumed = [], {}, 0
+    previous = 0
+    for cut in sorted(set(c for c in cuts if c <= len(data))) + [len(data), None]:
+        batch = framer.feed(data[previous:cut], 0.0) if cut is not None else framer.flush()
+        built += batch.records
+        for level, n in batch.counted.items():
+            counted[level] = counted.get(level, 0) + n
+        consumed += batch.consumed
+        previous = cut
+    expected = [
+        (level, "\n".join([message, *continuation])) for level, message, continuation in entries if level not in ("DEBUG", "STDOUT")
+    ]
+    if limit > len(data):  # nothing cut
+        assert [(r.level, r.message) for r in built] == expected
+    else:
+        assert [r.level for r in built] == [level for level, _ in expected]
+    truth = {}
+    for level, _, _ in entries:
+        if level in ("DEBUG", "STDOUT"):
+            truth[level] = truth.get(level, 0) + 1
+    assert counted == truth
+    assert consumed == framer.offset == len(data)

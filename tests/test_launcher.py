@@ -106,7 +106,11 @@ def records(path: Path) -> list[Record]:
     if not path.exists():
         return []
     framer = Framer("captured")
-    return framer.feed(path.read_bytes(), now=0.0) + framer.flush()
+    return framer.feed(path.read_bytes(), now=0.0).records + framer.flush().records
+
+
+def gui_messages(path: Path) -> list[str]:
+    return [r.message for r in records(path) if r.level == "GUI"]
 
 
 def launch(main_py: Path, args: list[str], output: Path, cwd: Path, **popen) -> subprocess.CompletedProcess:
@@ -123,8 +127,8 @@ def test_gui_lines_are_mirrored_and_logger_lines_are_not(tmp_path, cwd):
     result = launch(main_py, ["-vv", "--log"], output, cwd=main_py.parent if cwd == "tdm" else elsewhere)
     assert (result.returncode, result.stderr) == (0, "")
     got = records(output)
-    assert [r.message for r in got] == GUI_LINES
-    assert {r.level for r in got} == {"GUI"}
+    assert [r.message for r in got if r.level == "GUI"] == GUI_LINES
+    assert {r.level for r in got} == {"GUI", "STATE"}  # STATE: the bridge's, see test_gui_bridge.py
     seen = json.loads((main_py.parent / "seen.json").read_text())
     assert seen["argv"] == [str(main_py), "-vv", "--log"]
     assert seen["path0"] == str(main_py.parent)
@@ -171,7 +175,7 @@ def test_missing_hook_point_warns_once_and_runs(tmp_path):
     assert result.returncode == 3
     assert result.stdout == "ran\n"
     assert result.stderr == HOOK_MISSING + "\n"
-    assert records(tmp_path / "out.log") == []
+    assert gui_messages(tmp_path / "out.log") == []
 
 
 def test_no_gui_module_warns_once_and_runs(tmp_path):
@@ -184,7 +188,7 @@ def test_without_a_handler_class_level_prefixed_lines_count_as_logged(tmp_path):
     main_py = fake_tdm(tmp_path, gui=GUI_PY)
     result = launch(main_py, [], tmp_path / "out.log", cwd=tmp_path)
     assert (result.returncode, result.stderr) == (0, "")
-    assert [r.message for r in records(tmp_path / "out.log")] == GUI_LINES
+    assert gui_messages(tmp_path / "out.log") == GUI_LINES
 
 
 def test_an_unwritable_capture_file_does_not_stop_tdm(tmp_path):
@@ -201,7 +205,7 @@ def test_module_form_and_usage_errors(tmp_path):
     run_module = [sys.executable, "-m", "exporter.launcher"]
     result = subprocess.run([*run_module, "--output", str(output), "--", str(main_py), "--exit", "4"], cwd=REPO)
     assert result.returncode == 4
-    assert [r.message for r in records(output)] == GUI_LINES
+    assert gui_messages(output) == GUI_LINES
     for bad in (["--output", str(output)], ["--output", str(output), "--"], ["--", str(main_py)]):
         assert subprocess.run([*run_module, *bad], cwd=REPO, capture_output=True).returncode == 2
 
@@ -216,10 +220,7 @@ def test_the_simulator_through_the_launcher(tmp_path):
     argv = launcher_argv(sys.executable, SIMULATOR, args, output)
     proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        def gui_messages() -> list[str]:
-            return [r.message for r in records(output) if r.level == "GUI"]
-
-        wait_until(lambda: any(m.startswith("Watching: ") for m in gui_messages()), what="Watching: in GUI records")
+        wait_until(lambda: any(m.startswith("Watching: ") for m in gui_messages(output)), what="Watching: in GUI records")
         proc.send_signal(signal.SIGTERM)  # the simulator's own handler: a clean exit 0
         stdout, stderr = proc.communicate(timeout=15)
         assert proc.returncode == 0, stderr
@@ -228,8 +229,8 @@ def test_the_simulator_through_the_launcher(tmp_path):
         proc.kill()
         proc.communicate()
     got = records(output)
-    messages = [r.message for r in got]
-    assert {r.level for r in got} == {"GUI"}
+    messages = [r.message for r in got if r.level == "GUI"]
+    assert {r.level for r in got} == {"GUI", "STATE"}
     assert messages[0] == "Logging level: CALL"
     assert "Exiting..." in messages
     logged = ("ERROR: ", "WARNING: ", "INFO: ", "CALL: ", "DEBUG: ")

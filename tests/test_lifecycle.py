@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.lifecycle import (
+    TERMINATED_GRACE,
     NO_RESTART_CODES,
     RESTART_REASONS,
     Action,
@@ -234,11 +235,46 @@ def test_terminated_or_stalled_restart_goes_through_the_backoff(reason):
     lc = running(Lifecycle(NO_JITTER))
     lc.restart_requested(50.0, reason)
     assert lc.state is State.STOPPING
-    assert lc.tick(50.0) is Action.TERMINATE
-    lc.exited(50.6, -15, expected=True)
-    assert lc.state is State.BACKOFF and lc.start_at == pytest.approx(60.6)
+    grace = TERMINATED_GRACE if reason == "terminated" else 0.0
+    assert lc.tick(50.0 + grace) is Action.TERMINATE
+    lc.exited(50.6 + grace, -15, expected=True)
+    assert lc.state is State.BACKOFF and lc.start_at == pytest.approx(60.6 + grace)
     assert lc.restarts == {reason: 1}
     assert lc.recent_restarts(51.0) == 1
+
+
+def test_a_terminated_miner_is_terminated_after_a_grace_and_again_until_it_is_gone():
+    # TDM swallows a SIGTERM in its except block and dies of one once it waits for its window.
+    lc = running(Lifecycle(NO_JITTER, stop_timeout=10.0), now=0.0)
+    lc.restart_requested(100.0, "terminated")
+    assert lc.next_due() == 100.0 + TERMINATED_GRACE
+    assert lc.tick(100.0) is None  # cookies.jar is being saved
+    assert lc.tick(100.0 + TERMINATED_GRACE) is Action.TERMINATE
+    assert lc.tick(100.0 + TERMINATED_GRACE) is None
+    assert lc.next_due() == 100.0 + 2 * TERMINATED_GRACE
+    assert lc.tick(100.0 + 2 * TERMINATED_GRACE) is Action.TERMINATE
+    assert lc.tick(100.0 + TERMINATED_GRACE + 10.0) is Action.KILL  # stop_timeout after the first
+    assert lc.tick(200.0) is None
+    lc.exited(200.0, 143, expected=True)
+    assert lc.state is State.BACKOFF and lc.restart_reason == "terminated"
+
+
+def test_other_stops_terminate_once():
+    lc = running(Lifecycle(NO_JITTER, stop_timeout=10.0), now=0.0)
+    lc.restart_requested(100.0, "manual")
+    assert lc.tick(100.0) is Action.TERMINATE
+    assert lc.next_due() == 110.0
+    assert lc.tick(105.0) is None
+
+
+def test_adopted_miner_is_ours_to_stop():
+    lc = Lifecycle(NO_JITTER)
+    lc.start_requested(0.0)
+    assert lc.tick(0.0) is Action.START
+    lc.attached_to(0.5, 4242, adopted=True)
+    assert lc.state is State.RUNNING and lc.adopted and not lc.attached
+    lc.restart_requested(1.0, "manual")
+    assert lc.tick(1.0) is Action.TERMINATE
 
 
 def test_terminated_restarts_share_the_crash_loop_cap():

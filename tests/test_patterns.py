@@ -768,6 +768,21 @@ ERRORS = [
         "in pattern 'a'",
     ),
     (
+        "patterns:\n  - {name: x, regex: '(?P<v>\\d+)', gauge: {metric: tdm_websocket_connections, value: v}}\n",
+        "patterns.yaml: pattern 'x': metric 'tdm_websocket_connections' is one the exporter exports itself: "
+        "choose another name (e.g. tdm_user_...)",
+    ),
+    (
+        "patterns:\n  - {name: x, regex: a, counter: {metric: tdm_websocket_reconnects_total}}\n",
+        "patterns.yaml: pattern 'x': metric 'tdm_websocket_reconnects_total' is one the exporter exports itself: "
+        "choose another name (e.g. tdm_user_...)",
+    ),
+    (  # a counter's family is its name without _total: this one would clash with the gauge's TYPE line
+        "patterns:\n  - {name: x, regex: a, counter: {metric: tdm_miner_up_total}}\n",
+        "patterns.yaml: pattern 'x': metric 'tdm_miner_up_total' is one the exporter exports itself: "
+        "choose another name (e.g. tdm_user_...)",
+    ),
+    (
         "patterns:\n  - just a string\n",
         "patterns.yaml: pattern #1: expected a mapping, got 'just a string'",
     ),
@@ -843,3 +858,13 @@ def test_events_never_raise_on_any_text(message: str, level: str) -> None:
 def test_user_pattern_is_plain_data() -> None:
     [pattern] = parse_user_patterns("patterns:\n  - {name: x, regex: 'a', event: y}\n")
     assert pattern == UserPattern("x", re.compile("a"), None, "y", None)
+
+
+def test_builtin_metric_names_cover_every_exported_metric() -> None:
+    """The names user patterns may not take are every name the exporter exports (the list README,
+    rules and dashboards are checked against)."""
+    from exporter.patterns import BUILTIN_METRIC_NAMES
+
+    listed = Path(__file__).parent / "data" / "exported_metrics.txt"
+    ours = {name for name in listed.read_text().split() if name.startswith("tdm_")}
+    assert ours <= BUILTIN_METRIC_NAMES

@@ -101,3 +101,15 @@ def test_replay_of_garbage_does_not_stop(tmp_path: Path) -> None:
     result = replay(str(log))
     assert result.returncode == 0, result.stderr
     assert sum(sample(result.stdout, "tdm_log_records_total", level=l) or 0 for l in ("INFO", "WARNING")) == 10
+
+
+def test_replay_refuses_a_user_metric_named_like_a_builtin_one(tmp_path: Path) -> None:
+    patterns = tmp_path / "mine.yaml"
+    patterns.write_text(
+        "patterns:\n  - name: mine\n    regex: 'Websocket\\[(?P<n>\\d+)\\]'\n"
+        "    gauge: {metric: tdm_websocket_connections, value: n}\n"
+    )
+    result = replay(str(RUNS / "C_restore_cookie_vv" / "log.txt"), "--patterns", str(patterns))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "tdm_websocket_connections" in result.stderr
+    assert str(patterns) in result.stderr and "'mine'" in result.stderr

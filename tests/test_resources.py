@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from exporter import resources
 from exporter.resources import ProcessTreeSampler, ResourceSample
 
 from conftest import wait_until
@@ -60,6 +61,7 @@ def tree():
 
 def test_processes_follow_the_tree(tree):
     sampler = ProcessTreeSampler(tree.proc.pid)
+    tree.do("reap")  # answered once the root's Python is up (before, its RSS is the exec's)
     first = sampler.sample()
     assert first is not None and first.processes == 1
     assert first.resident_memory_bytes > 1_000_000 and first.threads >= 1 and first.open_fds >= 3
@@ -155,3 +157,17 @@ def test_sample_cost_for_five_processes(tree):
 def test_sampling_this_process():
     sample = ProcessTreeSampler(os.getpid()).sample()
     assert sample is not None and sample.processes >= 1 and sample.cpu_seconds_total > 0
+
+
+def test_grandchildren_are_found_walking_down_from_the_root():
+    # sh -> subshell -> sleep: the subshell forks sleep because `true` follows it.
+    proc = subprocess.Popen(["sh", "-c", "(sleep 30; true) & wait"], start_new_session=True)
+    try:
+        sampler = ProcessTreeSampler(proc.pid)
+        wait_until(lambda: (s := sampler.sample()) and s.processes == 3, what="sh, its subshell and sleep")
+        assert {p.pid for p in resources._descendants(psutil.Process(proc.pid))} == {
+            p.pid for p in psutil.Process(proc.pid).children(recursive=True)
+        }
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)

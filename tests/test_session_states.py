@@ -31,7 +31,7 @@ def gui_records(run: Path, day: str) -> list[Record]:
 def session_timeline(run: Path) -> list[str]:
     framer = Framer("log.txt")
     data = (run / "log.txt").read_bytes()
-    records = framer.feed(data, 0.0) + framer.flush()
+    records = framer.feed(data, 0.0).records + framer.flush().records
     day = records[0].timestamp.split()[0]
     merged = sorted(records + gui_records(run, day), key=lambda r: (r.timestamp, r.msecs))
     patterns, clock, state = PatternSet.builtin(), LocalClock(), MinerState()
@@ -61,7 +61,7 @@ def test_session_states_of_the_real_runs(run: str, expected: list[str]) -> None:
 def test_fatal_error_run_ends_terminated() -> None:
     run = RUNS / "F_errors_and_fatal_vvv"
     framer = Framer("log.txt")
-    records = framer.feed((run / "log.txt").read_bytes(), 0.0) + framer.flush()
+    records = framer.feed((run / "log.txt").read_bytes(), 0.0).records + framer.flush().records
     merged = sorted(records + gui_records(run, records[0].timestamp.split()[0]), key=lambda r: (r.timestamp, r.msecs))
     patterns, clock, state = PatternSet.builtin(), LocalClock(), MinerState()
     statuses = []

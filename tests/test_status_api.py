@@ -213,8 +213,13 @@ def test_events_newest_first_with_a_bounded_limit(many_events) -> None:
     code, most = events(many_events, "?limit=100000")
     assert code == 200 and len(most) == 1000  # clamped
     assert most[:100] == default
-    assert len(events(many_events, "?limit=0")[1]) == 1
-    assert len(events(many_events, "?limit=-5")[1]) == 1
+
+
+
+@pytest.mark.parametrize("limit", ["0", "-5"])
+def test_events_limit_below_one_is_refused(many_events, limit: str) -> None:
+    code, body = http_get(many_events.url + "/api/events?limit=" + limit)
+    assert (code, body) == (400, f"limit must be at least 1, got {limit}\n")
 
 
 def test_events_filters(many_events) -> None:

@@ -232,14 +232,14 @@ class _ShiftedTime:
 
 def test_stall_progress_stops_and_restart_on_stall(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """In process: a real Daemon, a real supervisor and the simulator's stall scenario. Thirty minutes
-    without progress are not waited for: only the daemon module's wall clock is moved ahead."""
-    import exporter.daemon as daemon_module
+    without progress are not waited for: only housekeeping's wall clock is moved ahead."""
+    import exporter.housekeeping as housekeeping_module
     from exporter.config import load_config
     from exporter.daemon import Daemon
 
     config = load_config(simulator_config(tmp_path, "stall", miner="restart_on_stall: 30m\nbackoff: {initial: 2s, max: 1m}"))
     clock = _ShiftedTime()
-    monkeypatch.setattr(daemon_module, "time", clock)
+    monkeypatch.setattr(housekeeping_module, "time", clock)
     daemon = Daemon(config, "127.0.0.1:0")
     daemon.start()
     try:

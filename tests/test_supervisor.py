@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -13,12 +14,13 @@ from pathlib import Path
 import psutil
 import pytest
 
+from exporter.config import ConfigError, MinerConfig, parse_config
 from exporter.lifecycle import BackoffPolicy, State
 from exporter.supervisor import (
     LOG_FLAGS,
+    OWNER_VARIABLE,
     Supervisor,
     SupervisorError,
-    SupervisorSettings,
     miner_argv,
     with_log_flags,
 )
@@ -70,10 +72,11 @@ def supervise(tmp_path: Path, miner_dir: Path):
 
     def make(command=(), **options) -> Supervisor:
         options.setdefault("display", "none")
-        options.setdefault("policy", FAST)
+        options.setdefault("backoff", FAST)
         options.setdefault("stop_timeout", 5.0)
-        settings = SupervisorSettings(dir=miner_dir, command=command, **options)
-        supervisor = Supervisor(settings, tmp_path / "data")
+        record = options.pop("record", None)
+        settings = MinerConfig(dir=miner_dir, command=command, **options)
+        supervisor = Supervisor(settings, tmp_path / "data", record=record)
         made.append(supervisor)
         return supervisor
 
@@ -140,35 +143,53 @@ def test_log_flags_are_appended_unless_the_user_chose(argv, appended):
 def test_a_source_install_runs_through_the_launcher(miner_dir: Path, tmp_path: Path):
     (miner_dir / "main.py").write_text("")
     output = tmp_path / "out.log"
-    settings = SupervisorSettings(dir=miner_dir)
+    python = tmp_path / "tdm-venv" / "bin" / "python"
+    settings = MinerConfig(dir=miner_dir, python=python)
     argv = miner_argv(settings, output)
-    assert argv[0] == sys.executable and argv[1].endswith("launcher.py")
+    assert argv[0] == str(python) and argv[1].endswith("launcher.py")
     assert argv[argv.index("--") + 1 :] == [str(miner_dir / "main.py"), "--log", "-vvv"]
     assert str(output) in argv
-    off = SupervisorSettings(dir=miner_dir, mirror_gui_output="off")
-    assert miner_argv(off, output) == [sys.executable, str(miner_dir / "main.py"), "--log", "-vvv"]
-    exe = SupervisorSettings(dir=miner_dir, command=("./TwitchDropsMiner.AppImage", "-vv"))
+    off = MinerConfig(dir=miner_dir, python=python, mirror_gui_output="off")
+    assert miner_argv(off, output) == [str(python), str(miner_dir / "main.py"), "--log", "-vvv"]
+    exe = MinerConfig(dir=miner_dir, command=("./TwitchDropsMiner.AppImage", "-vv"))
     assert miner_argv(exe, output) == ["./TwitchDropsMiner.AppImage", "-vv"]
 
 
 def test_no_command_and_no_main_py_fails_early(miner_dir: Path, tmp_path: Path):
     with pytest.raises(SupervisorError, match="main.py does not exist"):
-        Supervisor(SupervisorSettings(dir=miner_dir), tmp_path / "data")
+        Supervisor(MinerConfig(dir=miner_dir), tmp_path / "data")
 
 
 @pytest.mark.parametrize(
     "option, value",
     [
         ("display", "auto:1"),
-        ("mirror_gui_output", "yes"),
+        ("mirror_gui_output", "sometimes"),
         ("mode", "watch"),
         ("stop_timeout", 0),
-        ("restart_on_stall_seconds", 60),
+        ("restart_on_stall", "1m"),
     ],
 )
-def test_settings_reject_bad_values(miner_dir: Path, option, value):
-    with pytest.raises(ValueError, match=re.escape(repr(value))):
-        SupervisorSettings(dir=miner_dir, **{option: value})
+def test_miner_settings_are_checked_once_where_they_are_read(option, value):
+    # One type (MinerConfig), checked by the config's converters: the supervisor takes it as it is.
+    with pytest.raises(ConfigError, match=rf"twitchminert.yaml:3: miner.{option}: .*{re.escape(repr(value))}"):
+        parse_config(f"miner:\n  dir: /tdm\n  {option}: {value}\n")
+
+
+def test_python_and_command_are_one_choice():
+    with pytest.raises(ConfigError, match="miner: python and command: set one"):
+        parse_config("miner:\n  dir: /tdm\n  python: /tdm/env/bin/python\n  command: [./tdm]\n")
+
+
+def test_source_install_python_is_tdms_venv_then_python3(miner_dir: Path, tmp_path: Path):
+    (miner_dir / "main.py").write_text("")
+    output = tmp_path / "out.log"
+    found = miner_argv(MinerConfig(dir=miner_dir), output)[0]
+    assert found != sys.executable or found == shutil.which("python3")  # never our venv's by default
+    venv_python = miner_dir / "env" / "bin" / "python"  # what TDM's setup_env.sh makes
+    venv_python.parent.mkdir(parents=True)
+    venv_python.symlink_to(sys.executable)
+    assert miner_argv(MinerConfig(dir=miner_dir), output)[0] == str(venv_python)
 
 
 def test_the_child_gets_log_flags_cwd_and_its_own_process_group(supervise, miner_dir: Path):
@@ -255,9 +276,8 @@ def test_no_thread_and_no_child_left_after_stop(supervise):
 
 
 def test_crash_restarts_with_backoff_until_the_crash_loop_cap(supervise, miner_dir: Path):
-    states: list[State] = []
-    supervisor = supervise(child("exit_code.py", "1"))
-    supervisor._on_state = lambda status: states.append(status.state)
+    events: list[tuple[str, dict]] = []
+    supervisor = supervise(child("exit_code.py", "1"), record=lambda action, fields: events.append((action, dict(fields))))
     supervisor.start()
     status = wait_until(lambda: (s := supervisor.status()).state is State.FAILED and s, 15.0, what="FAILED")
     assert status.restarts == {"crash": 3}  # FAST: 3 restarts allowed, the 4th exit fails
@@ -268,7 +288,15 @@ def test_crash_restarts_with_backoff_until_the_crash_loop_cap(supervise, miner_d
     gaps = [b - a for a, b in zip(starts, starts[1:])]
     for gap, delay in zip(gaps, (0.2, 0.4, 0.8)):
         assert delay <= gap < delay + 1.0
-    assert State.BACKOFF in states and states[-1] is State.FAILED
+    # Each start, exit (code, meaning), restart (reason, delay) and the give-up is told, in order.
+    actions = [action for action, _ in events]
+    assert actions == ["miner_started", "miner_exited", "miner_restart"] * 3 + ["miner_started", "miner_exited", "miner_gave_up"]
+    exited = [fields for action, fields in events if action == "miner_exited"]
+    assert all(e["code"] == 1 and e["meaning"] == "fatal error" and not e["expected"] for e in exited)
+    delays = [fields["delay"] for action, fields in events if action == "miner_restart"]
+    assert delays == pytest.approx([0.2, 0.4, 0.8], abs=0.05)
+    assert {fields["reason"] for action, fields in events if action == "miner_restart"} == {"crash"}
+    assert "crash loop" in events[-1][1]["failure"]
     # FAILED stays FAILED: no further start
     assert supervisor.status().state is State.FAILED
     # a manual restart (the daemon's /-/restart) leaves FAILED
@@ -309,7 +337,7 @@ def test_disabled_restarts_are_ignored(supervise):
     supervisor.start()
     pid = running(supervisor)
     assert not supervisor.restart("terminated")
-    assert not supervisor.restart("stall")  # restart_on_stall_seconds is None
+    assert not supervisor.restart("stall")  # restart_on_stall is None
     assert supervisor.status().pid == pid and supervisor.status().restarts == {}
 
 
@@ -323,7 +351,7 @@ def test_a_command_that_cannot_start_backs_off_then_fails(supervise, miner_dir: 
 
 def test_before_start_runs_before_every_start(tmp_path: Path, miner_dir: Path):
     calls: list[float] = []
-    settings = SupervisorSettings(dir=miner_dir, command=child("exit_code.py", "1"), display="none", policy=FAST)
+    settings = MinerConfig(dir=miner_dir, command=child("exit_code.py", "1"), display="none", backoff=FAST)
     supervisor = Supervisor(settings, tmp_path / "data", before_start=lambda: calls.append(time.monotonic()))
     try:
         supervisor.start()
@@ -404,7 +432,64 @@ def test_run_mode_starts_its_own_miner_once_the_holder_is_gone(supervise, lock_h
     wait_until(lambda: supervisor.status().pid not in (None, holder.pid), what="our own miner")
     running(supervisor)
     assert not supervisor.status().attached
-    assert supervisor.status().restarts == {"crash": 1}
+    assert supervisor.status().restarts == {}  # a user closing their own TDM is not a crash
+    assert supervisor.status().exits == {}
+
+
+def test_settings_are_not_written_while_another_tdm_holds_the_lock(tmp_path: Path, lock_holder, miner_dir: Path):
+    # TDM overwrites settings.json at its exit: writing it under a running TDM loses the change.
+    holder = lock_holder()
+    writes: list[float] = []
+    settings = MinerConfig(dir=miner_dir, command=child("graceful.py"), display="none", backoff=FAST)
+    supervisor = Supervisor(settings, tmp_path / "data", before_start=lambda: writes.append(time.monotonic()))
+    try:
+        supervisor.start()
+        status = wait_until(lambda: (s := supervisor.status()).pid == holder.pid and s, what="attached")
+        assert writes == [] and status.attached
+        assert f"pid {holder.pid}" in status.notice and "settings.json" in status.notice
+        holder.terminate()
+        holder.wait(10)
+        wait_until(lambda: supervisor.status().pid not in (None, holder.pid), what="our own miner")
+        running(supervisor)
+        assert len(writes) == 1  # once the lock is free, before our own start
+        assert supervisor.status().notice is None
+    finally:
+        supervisor.stop()
+
+
+def test_an_orphan_of_an_earlier_run_is_adopted_restarted_and_stopped(supervise, miner_dir: Path, tmp_path: Path):
+    # A TDM our daemon started, left running when the daemon died: same folder, same data dir.
+    orphan = subprocess.Popen(
+        child("lock_holder.py"),
+        cwd=miner_dir,
+        env={**os.environ, OWNER_VARIABLE: str((tmp_path / "data").resolve())},
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: any(r["pid"] == orphan.pid for r in reports(miner_dir)), what="the orphan")
+        events: list[tuple[str, dict]] = []
+        supervisor = supervise(child("graceful.py"), record=lambda action, fields: events.append((action, dict(fields))))
+        supervisor.start()
+        status = wait_until(lambda: (s := supervisor.status()).pid == orphan.pid and s, what="adopted")
+        assert status.adopted and not status.attached and status.notice is None
+        assert ("miner_attached", {"pid": orphan.pid, "adopted": True}) in events
+        assert supervisor.restart("manual")  # "not started by us" before: restartable now
+        assert orphan.wait(10) == 0  # SIGTERM: the lock holder exits 0
+        own = running(supervisor)
+        assert own != orphan.pid and supervisor.status().restarts == {"manual": 1}
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait(5)
+
+
+def test_a_foreign_lock_holder_is_never_adopted(supervise, lock_holder, miner_dir: Path):
+    holder = lock_holder()  # no OWNER_VARIABLE: someone else's TDM
+    supervisor = supervise(child("graceful.py"))
+    supervisor.start()
+    status = wait_until(lambda: (s := supervisor.status()).pid == holder.pid and s, what="attached")
+    assert status.attached and not status.adopted
+    assert not supervisor.restart("manual")
 
 
 def test_attach_mode_follows_the_lock_holder(supervise, lock_holder, miner_dir: Path):

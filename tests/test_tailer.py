@@ -81,7 +81,6 @@ def test_reads_existing_file_then_appends_exactly_once(log: Path, tail: FileTail
     catch_up(tail, s)  # nothing new: nothing returned
     assert s.gens == [b"one\ntwo\nthree\n"]
     assert s.reasons == []
-    assert tail.bytes_read == 14
     assert tail.position().offset == 14
 
 
@@ -106,6 +105,13 @@ def test_missing_directory_is_not_an_error(tmp_path: Path) -> None:
         assert t.last_error is None
 
 
+def test_a_path_through_a_file_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    with FileTail("log", tmp_path / "file" / "log.txt") as t:
+        assert t.read() == []
+        assert isinstance(t.last_error, NotADirectoryError)
+
+
 # --- rotation, truncation, replacement ---
 
 
@@ -119,7 +125,6 @@ def test_rotation_by_rename_drains_old_file_first(log: Path, tail: FileTail) -> 
     catch_up(tail, s)
     assert s.gens == [b"a1\na2\na3 written after the rename\n", b"b1\n"]
     assert s.reasons == ["rotated"]
-    assert tail.rotations == 1
     assert tail.position().ino == log.stat().st_ino
 
 
@@ -153,7 +158,6 @@ def test_copytruncate(log: Path, tail: FileTail, new: bytes) -> None:
     assert s.gens == [b"0123456789\n", new]
     # Cut below our offset: truncated. Already regrown past it: only the head shows it, "replaced".
     assert s.reasons == (["truncated"] if len(new) < 11 else ["replaced"])
-    assert tail.truncations + tail.replacements == 1
 
 
 def test_copytruncate_seen_while_empty(log: Path, tail: FileTail) -> None:
@@ -164,7 +168,6 @@ def test_copytruncate_seen_while_empty(log: Path, tail: FileTail) -> None:
     append(log, b"def\n")
     catch_up(tail, s)
     assert s.gens == [b"abc\n", b"def\n"] and s.reasons == ["truncated"]
-    assert tail.truncations == 1
 
 
 def test_delete_and_recreate_drains_open_file(log: Path, tail: FileTail) -> None:
@@ -370,7 +373,6 @@ def test_resume_after_truncation_while_down(log: Path) -> None:
     append(log, b"short\n")
     with FileTail("log", log, pos) as t:
         assert t.read() == [Reset("log", "truncated"), Data("log", b"short\n", 0)]
-        assert t.truncations == 1
 
 
 @pytest.mark.parametrize("how", ["new file", "same inode"])

@@ -235,12 +235,10 @@ def test_the_events_limit_is_clamped(secured) -> None:
     wait_until(lambda: len(events(secured, "?limit=1000")) == 1000, 30, what="1000 stored events")
     assert len(events(secured, f"?limit={EVENTS}")) == 1000
     assert len(events(secured, "?limit=99999999999999999999999")) == 1000
-    assert len(events(secured, "?limit=0")) == 1
-    assert len(events(secured, "?limit=-5")) == 1
     assert len(events(secured, "")) == 100  # the default
     newest = events(secured, "?limit=1")[0]
     assert newest["message"].startswith(f"Drop update from websocket: Drop {EVENTS} ")
-    for bad in ("?limit=abc", "?limit=1e3", "?since=yesterday"):
+    for bad in ("?limit=abc", "?limit=1e3", "?since=yesterday", "?limit=0", "?limit=-5"):
         status, _, _ = call(secured, "/api/events" + bad, basic())
         assert status == 400, bad
 

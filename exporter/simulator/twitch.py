@@ -21,16 +21,17 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from email.utils import formatdate
-from enum import Enum
 from functools import wraps
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 if __package__:
+    from .constants import State
     from .settings import URL, PriorityMode
 else:  # run as a script, like TDM: the siblings are top-level modules
+    from constants import State
     from settings import URL, PriorityMode
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ gql_logger = logging.getLogger("TwitchDrops.gql")
 ws_logger = logging.getLogger("TwitchDrops.websocket")
 
 SHUTDOWN_DELAY = 0.5  # real seconds; TDM's shutdown() sleeps at least this long
+DEVICE_POLL_SECONDS = 2.0  # real seconds between token polls of the device-code login (Twitch says 5)
 
 ACCESS_TOKEN = "simaccesstoken0000000000000000"  # 30 chars like a real one; it is in every -vvvv Request:
 CLIENT_ID = "kd1unb4b3q4t58fwlpcbzcbnm76a8fp"
@@ -89,10 +91,19 @@ class Channel:
     game: str
     broadcast_id: str
     online: bool = True
+    viewers: int | None = None
+    # TDM's Channel, as its GUI reads it
+    pending_online = False
+    drops_enabled = True
+    acl_based = False
 
     @property
     def login(self) -> str:
         return self.name.lower()
+
+    @property
+    def iid(self) -> str:
+        return self.id
 
 
 @dataclass(eq=False)
@@ -113,12 +124,79 @@ class Drop:
     def progress_text(self) -> str:
         return f"{self.name} ({self.campaign.game}, {self.current}/{self.required})"
 
+    # TDM's TimedDrop, as its GUI reads it. Progress here is always confirmed: the simulated
+    # Twitch never falls silent, so TDM's own estimate (extra_current_minutes) stays 0.
+    extra_current_minutes = 0
+
+    @property
+    def real_current_minutes(self) -> int:
+        return self.current
+
+    @property
+    def current_minutes(self) -> int:
+        return self.current
+
+    @property
+    def required_minutes(self) -> int:
+        return self.required
+
+    @property
+    def is_claimed(self) -> bool:
+        return self.claimed
+
+    @property
+    def can_claim(self) -> bool:
+        return self.complete and not self.claimed
+
+    @property
+    def benefits(self) -> list[Benefit]:
+        return [Benefit(reward) for reward in self.rewards]
+
+    @property
+    def starts_at(self) -> datetime:
+        return self.campaign.starts_at
+
+    @property
+    def ends_at(self) -> datetime:
+        return self.campaign.ends_at
+
+
+@dataclass(frozen=True)
+class Benefit:
+    name: str
+
 
 @dataclass(eq=False)
 class Campaign:
     id: str
     game: str
     drops: list[Drop] = field(default_factory=list)
+    starts_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc) - timedelta(days=1))
+    ends_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc) + timedelta(days=7))
+    # TDM's DropsCampaign, as its GUI reads it
+    linked = True
+    eligible = True
+    allowed_channels: tuple[Channel, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.game} Drops"
+
+    @property
+    def link_url(self) -> str:
+        return f"https://www.twitch.tv/drops/campaigns?dropID={self.id}"
+
+    @property
+    def active(self) -> bool:
+        return self.starts_at <= datetime.now(timezone.utc) < self.ends_at
+
+    @property
+    def upcoming(self) -> bool:
+        return datetime.now(timezone.utc) < self.starts_at
+
+    @property
+    def expired(self) -> bool:
+        return self.ends_at <= datetime.now(timezone.utc)
 
     @property
     def finished(self) -> bool:
@@ -199,11 +277,6 @@ class Schedule:
 # ---- the client ----------------------------------------------------------------------------------
 
 
-class State(Enum):
-    INVENTORY_FETCH = "inventory fetch"
-    CHANNEL_SWITCH = "channel switch"
-
-
 def task_wrapper(afunc: Callable[..., Awaitable[None]]) -> Callable[..., Coroutine[Any, Any, None]]:
     """A critical task, as in TDM's utils.task_wrapper(critical=True): its death stops the miner."""
 
@@ -232,12 +305,14 @@ class Websocket:
 
     async def connect(self) -> None:
         ws_logger.info(f"Websocket[{self._idx}] connecting...")
+        self._client.gui.websockets.update(self._idx, status="Connecting")
         await self._client.latency()
         self._connected()
 
     async def reconnect(self) -> None:
         ws_logger.warning(f"Websocket[{self._idx}] requested reconnect.")
         ws_logger.warning(f"Websocket[{self._idx}] reconnecting...")
+        self._client.gui.websockets.update(self._idx, status="Reconnecting")
         await self._client.latency()
         self._connected()
 
@@ -247,6 +322,7 @@ class Websocket:
         # --debug-ws only: the LISTEN message carries the OAuth token
         user_id = self._client.user_id
         topics = [f"user-drop-events.{user_id}", f"onsite-notifications.{user_id}"]
+        self._client.gui.websockets.update(self._idx, status="Connected", topics=len(topics))
         ws_logger.debug(f"Websocket[{self._idx}]: Adding topics: {', '.join(topics)}")
         message = {
             "type": "LISTEN",
@@ -259,6 +335,7 @@ class Websocket:
         if self.connected:
             self.connected = False
             ws_logger.info(f"Websocket[{self._idx}] stopped.")
+            self._client.gui.websockets.update(self._idx, status="Disconnected", topics=0)
 
 
 def save_cookie_jar(path, user_id: int) -> None:
@@ -309,6 +386,7 @@ class Twitch:
         self._progress_lines = 0
         self._finished_seen = False  # the previous fetch already found every campaign finished
         self._back_online: list[tuple[int, Channel]] = []
+        gui._twitch = self  # TDM's GUIManager knows its client (the Reload button calls change_state)
 
     # ---- plumbing --------------------------------------------------------------------------------
 
@@ -337,6 +415,13 @@ class Twitch:
     def _set_watching(self, channel: Channel | None) -> None:
         self.watching = channel
         self._watching_changed.set()
+        if channel is None:
+            self.gui.clear_drop()
+            self.gui.channels.clear_watching()
+            self.gui.status.update("Idle")
+        else:
+            self.gui.channels.set_watching(channel)
+            self.gui.status.update(f"Watching: {channel.name}")
 
     # ---- HTTP (DEBUG records only) ---------------------------------------------------------------
 
@@ -465,6 +550,7 @@ class Twitch:
             extra_headers=(("Set-Cookie", cookie),), headers=self._headers(auth=False),
         )
         logger.info("Checking login")
+        self.gui.login.update("Logging in...", None)
         if self._scenario.login_required:
             await self._device_login()
         else:
@@ -474,6 +560,7 @@ class Twitch:
             headers={"Authorization": f"OAuth {ACCESS_TOKEN}"},
         )
         logger.info(f"Login successful, user ID: {self.user_id}")
+        self.gui.login.update("Logged in", self.user_id)
         save_cookie_jar(self.settings.path.parent / "cookies.jar", self.user_id)
 
     async def _device_login(self) -> None:
@@ -482,11 +569,13 @@ class Twitch:
             "POST", "https://id.twitch.tv/oauth2/device", headers=headers,
             data={"client_id": CLIENT_ID, "scopes": ""},
         )
-        self.gui.print("Please log in to continue.")
-        await self.gui.wait_for_login()  # the Login button (SIGUSR2)
-        self.gui.print(f"Enter this code on the Twitch's device activation page: {self._user_code}")
+        # As TDM's _oauth_login: the code lives `expires_in` (real) seconds; the form waits for the
+        # Login button (SIGUSR2, or the bridge), then shows the code and opens the activation page.
+        expires_at = datetime.now(timezone.utc) + timedelta(seconds=1800)  # noqa: F841 - read by the bridge
+        activation_url = f"https://www.twitch.tv/activate?device-code={self._user_code}"
+        await self.gui.login.ask_enter_code(activation_url, self._user_code)
         for status in (400, 400, 200):  # polled until the user has entered the code
-            await self.sleep(5)
+            await asyncio.sleep(DEVICE_POLL_SECONDS)  # real time: the code stays on show meanwhile
             await self.request(
                 "POST", "https://id.twitch.tv/oauth2/token", status=status, headers=headers,
                 data={
@@ -499,6 +588,7 @@ class Twitch:
     # ---- inventory -------------------------------------------------------------------------------
 
     async def fetch_inventory(self) -> None:
+        self.gui.status.update("Fetching inventory...")
         self._fetches += 1
         retry_every = self._scenario.fetch_retry_every
         fatal = self._scenario.fatal_fetch == self._fetches
@@ -515,6 +605,16 @@ class Twitch:
                     "GET", f"https://static-cdn.jtvnw.net/ttv-boxart/{500000 + index}.jpg", content_type="image/png"
                 )
         self._renew_finished_campaigns()
+        self.gui.inv.clear()
+        for campaign in self.campaigns:
+            await self.gui.inv.add_campaign(campaign)
+        self.gui.set_games({campaign.game for campaign in self.campaigns})
+        self.gui.status.update("Gathering channels...")
+        self.gui.channels.clear()
+        for channel in self.channels:
+            self.gui.channels.display(channel, add=True)
+        if self.watching is not None:
+            self.gui.channels.set_watching(self.watching)
         for campaign in self.campaigns:
             for drop in campaign.claimable():  # e.g. after a failed claim
                 await self.claim(drop)
@@ -546,6 +646,7 @@ class Twitch:
             logger.error(f"Drop claim has potentially failed! Drop ID: {drop.id}")
             return False
         drop.claimed = True
+        self.gui.inv.update_drop(drop)
         campaign = drop.campaign
         self.gui.print(
             f"Claimed drop: {campaign.game} {', '.join(drop.rewards)} "
@@ -582,9 +683,9 @@ class Twitch:
             self.gui.print("No available channels to watch. Waiting for an ONLINE channel...")
             return
         await self.gql_request("VideoPlayerStreamInfoOverlayChannel", {"channel": channel.login}, batched=True)
-        self._streams[channel.login] = {
-            "stream": {"id": channel.broadcast_id, "viewersCount": self._net.randint(50, 5000)}
-        }
+        channel.viewers = self._net.randint(50, 5000)
+        self._streams[channel.login] = {"stream": {"id": channel.broadcast_id, "viewersCount": channel.viewers}}
+        self.gui.channels.display(channel)
         self.gui.print(f"Watching: {channel.name}")
         self._set_watching(channel)
 
@@ -641,6 +742,9 @@ class Twitch:
         if stall is not None and drop.current >= stall:
             return  # Twitch stopped counting: no more progress messages
         campaign.bump_minutes()
+        for each in campaign.drops:
+            self.gui.inv.update_drop(each)
+        self.gui.display_drop(drop)
         self._progress_lines += 1
         every = self._scenario.gql_progress_every
         if every and self._progress_lines % every == 0:
@@ -693,6 +797,7 @@ class Twitch:
             channel = self.watching
             if channel is not None:
                 channel.online = False
+                self.gui.channels.display(channel)
                 self._back_online.append((minute + rng.randint(*self._scenario.channel_back_after), channel))
                 self.gui.print(f"{channel.name} goes OFFLINE, switching...")
                 self._set_watching(None)
@@ -708,6 +813,7 @@ class Twitch:
 
     def _channel_online(self, channel: Channel) -> None:
         channel.online = True
+        self.gui.channels.display(channel)
         campaign = next((c for c in self.campaigns if not c.finished), None)
         if self.watching is None and campaign is not None and campaign.game == channel.game:
             self.gui.print(f"{channel.name} goes ONLINE, switching...")

@@ -1,0 +1,247 @@
+"""A Daemon in process: reloads that must change nothing (empty or half-written config, a busy listen
+address), reloads that move the listener without a moment unbound, and the debounced file watcher.
+
+Real parts: the Daemon, its HTTP server scraped over 127.0.0.1, its SQLite store, a supervisor in
+attach mode (it starts nothing) where a miner must be supervised.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port, http_get, pause, sample, wait_until
+from exporter.config import load_config
+from exporter.daemon import Daemon
+from exporter.watcher import FileChangeWatcher
+
+
+def write_config(path: Path, *, listen: str | None = None, miner_dir: Path | None = None, web_file: Path | None = None,
+                 mode: str = "attach", extra: str = "") -> Path:
+    lines = [
+        "storage:",
+        f"  path: {json.dumps(str(path.parent / 'data'))}",
+        "logs:",
+        f"  files: [{json.dumps(str(path.parent / 'log.txt'))}]",
+    ]
+    if listen is not None or web_file is not None:
+        lines.append("web:")
+        if listen is not None:
+            lines.append(f"  listen_address: {json.dumps(listen)}")
+        if web_file is not None:
+            lines.append(f"  config_file: {json.dumps(str(web_file))}")
+    if miner_dir is not None:
+        lines += ["miner:", f"  dir: {json.dumps(str(miner_dir))}", f"  mode: {mode}"]
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path
+
+
+@pytest.fixture
+def started():
+    daemons: list[Daemon] = []
+
+    def start(config_file: Path, listen: str = "127.0.0.1:0") -> Daemon:
+        daemon = Daemon(load_config(config_file), listen, config_file)
+        daemons.append(daemon)
+        daemon.start()
+        return daemon
+
+    yield start
+    for daemon in daemons:
+        daemon.stop()
+
+
+def url(daemon: Daemon) -> str:
+    return f"http://127.0.0.1:{daemon.server.port}"
+
+
+def metrics(daemon: Daemon) -> str:
+    code, body = http_get(url(daemon) + "/metrics")
+    assert code == 200
+    return body
+
+
+def refused(address: str) -> bool:
+    try:
+        urllib.request.urlopen(address + "/-/healthy", timeout=2).close()
+    except urllib.error.URLError as error:
+        return isinstance(error.reason, ConnectionRefusedError)
+    except ConnectionResetError:  # accepted into the closing socket's backlog: try again
+        return False
+    return False
+
+
+def config_events(daemon: Daemon) -> list:
+    return daemon.store.query_events(kind="config_change")
+
+
+# -- empty or half-written config -------------------------------------------------------------------
+
+
+def test_an_empty_config_file_is_not_a_reload(tmp_path: Path, started) -> None:
+    path = write_config(tmp_path / "twitchminert.yaml", extra="settings:\n  priority: [A]\n")
+    daemon = started(path)
+    before = daemon.config
+    path.write_text("")  # an editor's truncate, before it writes the file again
+    ok, message = daemon.reload("file")
+    assert not ok
+    assert message == f"{path}: the file is empty (half-written?); keeping the running config"
+    assert daemon.config is before
+    scrape = metrics(daemon)
+    assert sample(scrape, "tdm_config_last_reload_successful") == 0
+    assert sample(scrape, "tdm_config_reloads_total", result="failure") == 1
+    status = json.loads(http_get(url(daemon) + "/api/miner/status")[1])
+    assert status["config"] == {"last_reload_successful": False, "error": message}
+    assert config_events(daemon) == []  # no bogus audit event
+
+    path.write_text("# only a comment\n\n")
+    assert daemon.reload("file")[0] is False
+
+    write_config(path, extra="settings:\n  priority: [B]\n")  # the editor finishes
+    ok, message = daemon.reload("file")
+    assert (ok, message) == (True, "applied: settings.priority")
+    assert sample(metrics(daemon), "tdm_config_last_reload_successful") == 1
+
+
+def test_a_config_that_loses_miner_dir_while_supervising_is_not_a_reload(tmp_path: Path, started) -> None:
+    tdm = tmp_path / "tdm"
+    tdm.mkdir()
+    path = write_config(tmp_path / "twitchminert.yaml", miner_dir=tdm)
+    daemon = started(path)
+    supervisor = daemon.supervisor
+    assert supervisor is not None
+    write_config(path)  # cut short before its miner section
+    ok, message = daemon.reload("file")
+    assert not ok and "miner.dir is missing while TDM runs" in message
+    assert daemon.supervisor is supervisor and daemon.config.miner.dir == tdm
+    assert sample(metrics(daemon), "tdm_config_last_reload_successful") == 0
+    assert config_events(daemon) == []
+
+
+# -- the listen address -----------------------------------------------------------------------------
+
+
+def test_a_reload_to_a_busy_address_keeps_the_server(tmp_path: Path, started) -> None:
+    path = write_config(tmp_path / "twitchminert.yaml")
+    daemon = started(path)
+    old = url(daemon)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        address = "127.0.0.1:%d" % busy.getsockname()[1]
+        write_config(path, listen=address)
+        ok, message = daemon.reload("file")
+    assert not ok
+    assert message == f"web.listen_address {address}: Address already in use: keeping the server on 127.0.0.1:0"
+    assert url(daemon) == old and http_get(old + "/-/healthy") == (200, "OK\n")
+    scrape = metrics(daemon)
+    assert sample(scrape, "tdm_config_last_reload_successful") == 0
+    assert sample(scrape, "tdm_config_reloads_total", result="success") == 0
+    assert daemon.config.web.listen_address == "127.0.0.1:9797"  # the running config, unchanged
+
+
+def test_a_reload_to_a_free_address_moves_the_server(tmp_path: Path, started) -> None:
+    path = write_config(tmp_path / "twitchminert.yaml")
+    daemon = started(path)
+    old = url(daemon)
+    address = f"127.0.0.1:{free_port()}"
+    write_config(path, listen=address)
+    assert daemon.reload("file") == (True, "applied: web.listen_address")
+    assert http_get(f"http://{address}/-/healthy") == (200, "OK\n")
+    wait_until(lambda: refused(old), what="the old server to close")
+    daemon.stop()
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("twitchminert-http")]
+
+
+def test_a_new_web_config_on_the_same_address_takes_the_socket_over(tmp_path: Path, started) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    path = write_config(tmp_path / "twitchminert.yaml", listen=address)
+    daemon = started(path, address)
+    web = tmp_path / "web.yml"
+    web.write_text("http_server_config:\n  headers:\n    X-Frame-Options: deny\n")
+    # A client keeps connecting through the switch: the address is never unbound.
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def scrape() -> None:
+        while not stop.is_set():
+            try:
+                urllib.request.urlopen(f"http://{address}/-/healthy", timeout=5).close()
+            except OSError as error:
+                failures.append(repr(error))
+
+    client = threading.Thread(target=scrape)
+    client.start()
+    try:
+        write_config(path, listen=address, web_file=web)
+        ok, message = daemon.reload("file")
+        pause(0.3)  # a few more requests after the switch
+    finally:
+        stop.set()
+        client.join()
+    assert (ok, message) == (True, "applied: web.config_file, web.config_file (contents)")
+    with urllib.request.urlopen(f"http://{address}/-/healthy", timeout=5) as response:
+        assert response.headers["X-Frame-Options"] == "deny"
+    assert failures == []
+
+
+# -- start-up ---------------------------------------------------------------------------------------
+
+
+def test_a_busy_address_stops_start_up_before_anything_is_created(tmp_path: Path) -> None:
+    from exporter.daemon import StartupError
+
+    tdm = tmp_path / "tdm"
+    tdm.mkdir()
+    path = write_config(tmp_path / "twitchminert.yaml", miner_dir=tdm)
+    before = threading.active_count()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        address = "127.0.0.1:%d" % busy.getsockname()[1]
+        with pytest.raises(StartupError) as raised:
+            Daemon(load_config(path), address, path)
+    assert str(raised.value) == f"web.listen_address {address}: Address already in use"
+    assert not (tmp_path / "data").exists()  # no store, no captured output
+    assert threading.active_count() == before
+
+
+def test_a_missing_miner_dir_stops_start_up_and_frees_the_port(tmp_path: Path) -> None:
+    from exporter.daemon import StartupError
+
+    path = write_config(tmp_path / "twitchminert.yaml", miner_dir=tmp_path / "no-such-tdm", mode="run")
+    address = f"127.0.0.1:{free_port()}"
+    with pytest.raises(StartupError) as raised:
+        Daemon(load_config(path), address, path)
+    assert "\n" not in str(raised.value) and "no-such-tdm" in str(raised.value)
+    assert not (tmp_path / "data").exists()
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", int(address.rsplit(":", 1)[1])))  # the listener was closed
+
+
+# -- the file watcher -------------------------------------------------------------------------------
+
+
+def test_file_changes_are_reported_once_the_file_is_stable(tmp_path: Path) -> None:
+    path = tmp_path / "twitchminert.yaml"
+    path.write_text("settings: {}\n")
+    changed = threading.Event()
+    watcher = FileChangeWatcher(path, changed, settle=1.0)
+    try:
+        path.write_text("")  # truncate in place...
+        pause(0.3)  # ...and write the file again a moment later: a writer's pause, not a wait on us
+        assert not changed.is_set(), "reported while the file was still being written"
+        path.write_text("settings:\n  priority: [A]\n")
+        wait_until(changed.is_set, 5, what="the change to be reported")
+        assert watcher.take_source() == "file"
+        changed.clear()
+        pause(1.5)
+        assert not changed.is_set()  # one change, one report
+    finally:
+        watcher.stop()
