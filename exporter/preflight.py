@@ -9,6 +9,7 @@ the storage folder can be created, and the listen address given on the command l
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from .config import Config, ConfigError, parse_listen_address
@@ -54,9 +55,24 @@ def _miner(config: Config) -> list[str]:
     if not miner.dir.is_dir():
         what = "does not exist" if not miner.dir.exists() else "is not a folder"
         return [f"{config.where(('miner', 'dir'))}: {miner.dir} {what} (TDM's folder, with its main.py)"]
-    if miner.mode == "run" and not miner.command and not (miner.dir / "main.py").is_file():
+    if miner.mode != "run":
+        return []
+    if not miner.command and not (miner.dir / "main.py").is_file():
         return [f"{config.where(('miner', 'dir'))}: {miner.dir} has no main.py: point it at TDM's folder, or set miner.command"]
+    if miner.python is not None and not os.access(miner.python, os.X_OK):
+        return [f"{config.where(('miner', 'python'))}: {miner.python} is not an executable interpreter"]
+    if miner.command and _program(miner.command[0], miner.dir) is None:
+        return [f"{config.where(('miner', 'command', 0))}: {miner.command[0]!r} is neither on PATH nor an executable file"]
     return []
+
+
+def _program(name: str, folder: Path) -> str | None:
+    """What the supervisor would run for `name` (it starts the miner in its folder)."""
+    if "/" not in name:
+        return shutil.which(name)
+    path = Path(name).expanduser()
+    path = path if path.is_absolute() else folder / path
+    return str(path) if path.is_file() and os.access(path, os.X_OK) else None
 
 
 def _storage(config: Config) -> list[str]:

@@ -98,9 +98,18 @@ def test_a_miner_folder_that_cannot_be_run(tmp_path: Path, home: Path, problem: 
     assert refused(twitchminert("config", "validate", str(config), home=home)) == expected
     assert refused(twitchminert("run", "--config.file", str(config), home=home)) == expected
     assert not (tmp_path / "data").exists()
-    if problem == "no-main":  # a command of its own needs no main.py
+    if problem == "no-main":  # a command of its own needs no main.py, but a program that exists
         config.write_text(config.read_text().replace("  display: none\n", "  display: none\n  command: [/bin/true]\n"))
         assert twitchminert("config", "validate", str(config), home=home).returncode == 0
+        config.write_text(config.read_text().replace("[/bin/true]", "[./TwitchDropsMiner.AppImage]"))
+        assert refused(twitchminert("config", "validate", str(config), home=home)) == [
+            "twitchminert: twitchminert.yaml:4: miner.command[0]: './TwitchDropsMiner.AppImage' is neither on PATH nor an executable file"
+        ]
+        config.write_text(config.read_text().replace("  command: [./TwitchDropsMiner.AppImage]\n", "  python: /nonexistent/python3\n"))
+        (folder / "main.py").touch()
+        assert refused(twitchminert("config", "validate", str(config), home=home)) == [
+            "twitchminert: twitchminert.yaml:4: miner.python: /nonexistent/python3 is not an executable interpreter"
+        ]
 
 
 def test_a_missing_web_config_file(tmp_path: Path, tdm: Path, home: Path) -> None:
