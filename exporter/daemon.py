@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from loguru import logger
 from prometheus_client import CollectorRegistry
@@ -53,7 +53,13 @@ class StartupError(ConfigError):
 
 
 class Daemon:
-    def __init__(self, config: Config, listen_address: str | None = None, config_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        listen_address: str | None = None,
+        config_file: Path | None = None,
+        adjust: Callable[[Config], Config] | None = None,
+    ) -> None:
         self.config = config
         self.config_file = config_file
         self.listen_address = listen_address or config.web.listen_address
@@ -63,6 +69,7 @@ class Daemon:
         self.bridge_link = BridgeLink(None, expected=False)  # a supervised TDM's launcher replaces it
         self._reload_lock = threading.Lock()
         self._stopped = False
+        self.adjust = adjust  # what the command line sets over the file, at every reload too
         self.context = WebContext(
             registry=(registry := CollectorRegistry()),
             status=self.status,
@@ -251,7 +258,9 @@ class Daemon:
     def status(self, now: float) -> dict[str, Any]:
         seen, config = self.housekeeping.seen, self.config_state
         snapshot, supervisor = self.pipeline.snapshot(now), self._supervisor_status()
-        answer = miner_status(snapshot, supervisor, config, seen.jar, seen.cpu_percent, now, seen.token_expiry)
+        answer = miner_status(
+            snapshot, supervisor, config, seen.jar, seen.cpu_percent, now, seen.token_expiry, self.config.drop_minute_seconds
+        )
         answer["current_mining"].update(current_mining_fields(snapshot, answer["current_mining"]["drop"] is not None))
         answer.update(status_fields(snapshot, self.bridge_link, supervisor.up if supervisor is not None else None, now))
         return answer
@@ -281,7 +290,7 @@ class Daemon:
                 return False, "stopping"
             prepared = Prepared()
             try:
-                candidate = load_candidate(self.config_file)
+                candidate = load_candidate(self.config_file, self.adjust)
                 why = refusal(self.config, candidate, self.config_file, self.supervisor is not None)
                 if why is not None:
                     raise ConfigError(why)

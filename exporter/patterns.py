@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
+from . import safefile, yamlfile
 from .builtin_patterns import BUILTINS, Builtin, InvalidField, typed_fields
 from .events import Event, EventKind
 from .framing import Record
@@ -239,21 +240,22 @@ def load_user_patterns(path: str | os.PathLike[str]) -> list[UserPattern]:
     """Read and compile a user pattern file; any problem raises PatternError."""
     origin = os.fspath(path)
     try:
-        with open(path, encoding="utf-8") as file:
-            text = file.read()
+        text = safefile.read_text(path, yamlfile.MAX_FILE_BYTES)  # no FIFO, device or huge file
     except FileNotFoundError:
         raise PatternError(f"{origin}: file not found") from None
     except UnicodeDecodeError as exc:
         raise PatternError(f"{origin}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
-        raise PatternError(f"{origin}: cannot read: {exc.strerror}") from None
+        raise PatternError(f"{origin}: cannot read: {safefile.describe(exc)}") from None
     return parse_user_patterns(text, origin)
 
 
 def parse_user_patterns(text: str, origin: str = "<patterns>") -> list[UserPattern]:
     """Compile user patterns from YAML text; `origin` names the file in error messages."""
     try:
-        document = yaml.safe_load(text)
+        document = yamlfile.safe_load(text, origin)  # refuses a YAML bomb before it expands
+    except yamlfile.YamlError as exc:
+        raise PatternError(str(exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{origin}:{mark.line + 1}" if mark is not None else origin

@@ -12,7 +12,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import yamlfile
 from .config import Config, ConfigError, config_from
@@ -48,13 +48,16 @@ class Candidate:
     empty: bool  # the file held nothing but comments or blanks
 
 
-def load_candidate(path: Path) -> Candidate:
-    """Raises ConfigError, PatternError or WebConfigError (all ValueErrors) naming the file and line."""
+def load_candidate(path: Path, adjust: Callable[[Config], Config] | None = None) -> Candidate:
+    """Raises ConfigError, PatternError or WebConfigError (all ValueErrors) naming the file and line.
+    `adjust` applies what the command line sets over the file (--web.config.file, the demo's speed)."""
     try:
         document = yamlfile.load(path, keep_going=True)
     except yamlfile.YamlError as error:
         raise ConfigError(str(error)) from None
     config = config_from(document)
+    if adjust is not None:
+        config = adjust(config)
     patterns = build_patterns(config.logs.patterns)  # a bad pattern file is a bad config too
     return Candidate(config, patterns, load_web(config), empty=document.value is None)
 

@@ -1,4 +1,4 @@
-"""`--web.config.file`: TLS, basic auth and extra response headers, in the exporter-toolkit format.
+"""`--web.config.file` (or `web.config_file` in the YAML): TLS, basic auth and extra response headers, in the exporter-toolkit format.
 
 The file format is Prometheus' (https://github.com/prometheus/exporter-toolkit, docs/web-configuration.md),
 so one file can serve node_exporter and us. What we cannot honour is refused with a message rather
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hashlib
 import hmac
 import re
@@ -47,7 +48,7 @@ from urllib.parse import urlsplit
 
 import bcrypt
 
-from . import yamlfile
+from . import safefile, yamlfile
 
 REALM = "twitchminert"
 EXEMPT_PATHS = frozenset({"/-/healthy"})
@@ -245,13 +246,12 @@ def _file(value: Any, path: tuple, folder: Path, errors: _Errors) -> Path | None
         return None
     file = folder / Path(value).expanduser()  # an absolute path stays as it is
     try:
-        with open(file, "rb"):
-            pass
+        safefile.read_regular(file, yamlfile.MAX_FILE_BYTES)  # readable, and no FIFO to block on
     except FileNotFoundError:
         errors.fail(path, f"file not found: {file}")
         return None
-    except IsADirectoryError:
-        errors.fail(path, f"not a file: {file}")
+    except safefile.NotARegularFile as error:
+        errors.fail(path, f"not a file: {file}" if error.errno == errno.EISDIR else f"cannot read {file}: {error.strerror}")
         return None
     except OSError as error:
         errors.fail(path, f"cannot read {file}: {error.strerror or error}")

@@ -27,10 +27,22 @@ import pytest
 from exporter.demo import DEMO_PRIORITY, SIMULATOR_MAIN
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-FIXTURES = SHARED / "fixtures" / "tdm"
+# Files real TDM wrote (copied from ../shared/fixtures/tdm): data, so the suite runs on a plain clone.
+FIXTURES = REPO / "tests" / "fixtures" / "tdm"
 RUNS = FIXTURES / "runs"
+# ../shared beside the repo, as in CI: TDM's real source, for the tests that run or import real TDM.
+SHARED = REPO.parent / "shared"
+TDM_SOURCE = SHARED / "tdm-src"
 MOCK_TOKEN = "mockaccesstoken0123456789abcd"
+
+
+def need_tdm_source() -> Path:
+    """TDM's real source (../shared/tdm-src); skips the test when it is absent, fails it with CI=true."""
+    from helpers import unavailable
+
+    if not (TDM_SOURCE / "main.py").is_file():
+        unavailable(f"TDM's real source is not at {TDM_SOURCE} (clone the repo beside ../shared)")
+    return TDM_SOURCE
 
 
 # -- waits, HTTP, /metrics -------------------------------------------------------------------------
