@@ -49,9 +49,16 @@ def demo_config(workdir: Path, scenario: str, speed: float, listen_address: str)
     )
 
 
+def at_speed(loaded: Config, demo: Config) -> Config:
+    """`loaded` with the demo's speed-scaled times, which a config file cannot hold (a stall limit under
+    30 minutes is refused there, and drop_minute_seconds is not a YAML key)."""
+    miner = replace(loaded.miner, restart_on_stall=demo.miner.restart_on_stall)
+    return replace(loaded, miner=miner, drop_minute_seconds=demo.drop_minute_seconds)
+
+
 def write_config_file(path: Path, config: Config) -> Config:
     """The demo's config as a YAML file, so the web console's settings editor has a file to edit; the
-    config the daemon runs is read back from it, as `run --config.file` would."""
+    config the daemon runs is read back from it, as `run --config.file` would, at the demo's speed."""
     miner, backoff = config.miner, config.miner.backoff
     lines = [
         "# Written by `twitchminert demo`; the web console's settings editor edits it.",
@@ -80,7 +87,7 @@ def write_config_file(path: Path, config: Config) -> Config:
                       f"    min_interval: {channel.min_interval:g}s"]
     path.touch(mode=0o600)  # Apprise URLs carry tokens
     path.write_text("\n".join(lines) + "\n")
-    return load_config(path)
+    return at_speed(load_config(path), config)
 
 
 def run_demo(scenario: str, listen_address: str, speed: float, notify: tuple[NotifyChannel, ...] = ()) -> int:
@@ -107,10 +114,6 @@ def run_demo(scenario: str, listen_address: str, speed: float, notify: tuple[Not
             )
 
         # The file holds what a user could write; the speed-scaled times are set over it at every reload.
-        def at_speed(loaded: Config) -> Config:
-            miner = replace(loaded.miner, restart_on_stall=demo.miner.restart_on_stall)
-            return replace(loaded, miner=miner, drop_minute_seconds=demo.drop_minute_seconds)
-
-        return run(config, listen_address, config_file, on_started=announce, adjust=at_speed)
+        return run(config, listen_address, config_file, on_started=announce, adjust=lambda loaded: at_speed(loaded, demo))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
