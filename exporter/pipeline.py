@@ -26,6 +26,10 @@ from .timestamps import LocalClock
 
 FALLBACK_POLL_SECONDS = 1.0
 REPLAY_CHUNK = 1 << 20
+# At rest TDM writes a record or two a second: commit them (and the bridge's picture) once a second
+# at most, or as soon as this many events wait (a catch-up), so memory stays bounded.
+COMMIT_SECONDS = 1.0
+COMMIT_EVENTS = 5000
 CATCH_UP_BYTES = 8 << 20  # further behind than this, progress is logged while catching up
 CATCH_UP_LOG_SECONDS = 5.0
 RECORD_ERROR_LOG_SECONDS = 60.0  # one failing record is logged; more in this window are only counted
@@ -182,6 +186,8 @@ class Pipeline:
         self._read_errors: dict[str, str] = {}  # file -> what the last read said, while it fails
         self.catch_up = CatchUp()
         self._rolled_back = False
+        self._dirty = False  # handled since the last commit
+        self._committed_at = float("-inf")
         self.tails = self._restore()
 
     def _restore(self) -> TailSet:
@@ -256,8 +262,10 @@ class Pipeline:
             if batch.consumed:
                 records += self.handler.take(key, batch)
                 changed = True
-        if changed:
+        self._dirty |= changed
+        if self._dirty and (now - self._committed_at >= COMMIT_SECONDS or len(self.handler.events) >= COMMIT_EVENTS):
             self._commit()
+            self._dirty, self._committed_at = False, now
         return records
 
     def _rollback(self) -> None:
@@ -266,10 +274,14 @@ class Pipeline:
         self.handler.take_events()
         self._framers.clear()
         self.tails.close()
+        self._dirty = False
         self._rolled_back = True  # the next poll reopens the files at the committed positions
 
     def next_deadline(self) -> float | None:
+        """When a held record is due, or what was handled is to be committed."""
         deadlines = [d for f in self._framers.values() if (d := f.deadline()) is not None]
+        if self._dirty:
+            deadlines.append(self._committed_at + COMMIT_SECONDS)
         return min(deadlines, default=None)
 
     def wants_more(self) -> bool:
@@ -339,7 +351,14 @@ class Pipeline:
         self._saved_inventory = state.inventory.revision
 
     def close(self) -> None:
-        self.tails.close()
+        """Commit what was handled since the last commit, and close the files."""
+        with self.lock:
+            try:
+                if self._dirty and not self._rolled_back:
+                    self._commit()
+                    self._dirty = False
+            finally:
+                self.tails.close()
 
 
 @dataclass

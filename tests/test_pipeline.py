@@ -334,3 +334,30 @@ def test_replay_progress_bar(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "replay: 100%" in result.stderr and "records=3000" in result.stderr
     assert sample(result.stdout, "tdm_log_records_total", level="INFO") == 3000
+
+
+def test_commits_at_most_once_a_second_and_all_on_close(tmp_path: Path) -> None:
+    """At rest each record used to be its own transaction; now what a second brings goes in one,
+    and closing commits the rest: a restart still resumes exactly."""
+    log = tmp_path / "log.txt"
+    log.write_text(line("Websocket[0] connected."))
+    with Store.open(tmp_path / "state.db") as store:
+        pipeline = Pipeline([str(log)], handler(), store, quiet_seconds=0.0)
+        pipeline.poll(10.0)  # read, and flushed at once (no quiet time): the first commit
+        assert store.load_positions()[str(log)].offset == log.stat().st_size
+        with log.open("a") as file:
+            file.write(line("Websocket[1] connected."))
+        pipeline.poll(10.2)
+        pipeline.poll(10.3)
+        assert store.load_positions()[str(log)].offset < log.stat().st_size  # not yet: within the second
+        assert pipeline.next_deadline() == pytest.approx(11.0)  # a second after the last commit
+        pipeline.poll(11.0, read=False)
+        assert store.load_positions()[str(log)].offset == log.stat().st_size
+        with log.open("a") as file:
+            file.write(line("Websocket[2] connected."))
+        pipeline.poll(11.2)
+        pipeline.poll(11.3)
+        pipeline.close()
+        assert store.load_positions()[str(log)].offset == log.stat().st_size
+        assert store.load_totals()[("tdm_events_total", (("kind", "ws_connected"),))] == 3
+        assert len(store.query_events(limit=10)) == 3
