@@ -221,42 +221,39 @@ class Pipeline:
         with self.lock:
             return self.handler.state.snapshot(time.time() if wall_now is None else wall_now)
 
-    def poll(self, now: float, read: bool = True) -> int:
-        """Read what is new everywhere, emit due records, commit. Returns records committed.
-
-        `read=False` only emits the records whose quiet time is over (nothing new was signalled).
+    def poll(self, now: float) -> int:
+        """Read what is new everywhere, emit due records, commit (at most once a second).
+        Returns the records handled.
 
         If anything fails on the way, what was read since the last commit is forgotten and read
         again next time: a position is never committed past records that were not handled.
         """
         with self.lock:
             try:
-                return self._poll(now, read)
+                return self._poll(now)
             except BaseException:
                 self._rollback()
                 raise
 
-    def _poll(self, now: float, read: bool) -> int:
+    def _poll(self, now: float) -> int:
         if self._rolled_back:
             self.tails = self._restore()
             self._rolled_back = False
-        records = 0
+        records = read = 0
         changed = False
-        if read:
-            read_bytes = 0
-            for item in self.tails.read():
-                changed = True
-                if isinstance(item, Reset):
-                    records += self._reset(item)
-                else:
-                    records += self._feed(item, now)
-                    read_bytes += len(item.data)
-            changed |= self._note_read_errors()
-            backlog = self.tails.backlog()
-            self.handler.state.backlog = backlog
-            message = self.catch_up.update(now, sum(backlog.values()), read_bytes, records)
-            if message is not None:
-                logger.info("log files: {}", message)
+        for item in self.tails.read():
+            changed = True
+            if isinstance(item, Reset):
+                records += self._reset(item)
+            else:
+                records += self._feed(item, now)
+                read += len(item.data)
+        changed |= self._note_read_errors()
+        backlog = self.tails.backlog()
+        self.handler.state.backlog = backlog
+        message = self.catch_up.update(now, sum(backlog.values()), read, records)
+        if message is not None:
+            logger.info("log files: {}", message)
         for key, framer in self._framers.items():
             batch = framer.flush_due(now)
             if batch.consumed:
@@ -442,19 +439,15 @@ class Follower:
         self.watcher.stop()
 
     def _run(self) -> None:
-        read = True
         while not self._stop.is_set():
             try:
-                self.pipeline.poll(time.monotonic(), read)
+                self.pipeline.poll(time.monotonic())
             except Exception as error:  # a bad disk or file must not kill the follower
                 logger.exception("log pipeline: {}", error)
             if self.pipeline.wants_more():
-                read = True
                 continue
             timeout = self.poll_seconds
             deadline = self.pipeline.next_deadline()
             if deadline is not None:
                 timeout = max(0.0, min(timeout, deadline - time.monotonic()))
-            # Woken by a change, or the fallback poll: read. Only a held record's quiet time over:
-            # nothing new was signalled, so emitting it needs no read of the files.
-            read = self.watcher.wait(timeout) or deadline is None or timeout >= self.poll_seconds
+            self.watcher.wait(timeout)

@@ -351,7 +351,7 @@ def test_commits_at_most_once_a_second_and_all_on_close(tmp_path: Path) -> None:
         pipeline.poll(10.3)
         assert store.load_positions()[str(log)].offset < log.stat().st_size  # not yet: within the second
         assert pipeline.next_deadline() == pytest.approx(11.0)  # a second after the last commit
-        pipeline.poll(11.0, read=False)
+        pipeline.poll(11.0)
         assert store.load_positions()[str(log)].offset == log.stat().st_size
         with log.open("a") as file:
             file.write(line("Websocket[2] connected."))
