@@ -26,10 +26,9 @@ from .timestamps import LocalClock
 
 FALLBACK_POLL_SECONDS = 1.0
 REPLAY_CHUNK = 1 << 20
-# At rest TDM writes a record or two a second: commit them (and the bridge's picture) once a second
-# at most, or as soon as this many events wait (a catch-up), so memory stays bounded.
+# Events are committed at once (the history answers what /metrics shows); a change without events
+# (the bridge's picture, DEBUG records, positions) waits up to this long to share a commit.
 COMMIT_SECONDS = 1.0
-COMMIT_EVENTS = 5000
 CATCH_UP_BYTES = 8 << 20  # further behind than this, progress is logged while catching up
 CATCH_UP_LOG_SECONDS = 5.0
 RECORD_ERROR_LOG_SECONDS = 60.0  # one failing record is logged; more in this window are only counted
@@ -260,7 +259,7 @@ class Pipeline:
                 records += self.handler.take(key, batch)
                 changed = True
         self._dirty |= changed
-        if self._dirty and (now - self._committed_at >= COMMIT_SECONDS or len(self.handler.events) >= COMMIT_EVENTS):
+        if self._dirty and (self.handler.events or now - self._committed_at >= COMMIT_SECONDS):
             self._commit()
             self._dirty, self._committed_at = False, now
         return records
