@@ -24,6 +24,8 @@ from realtdm import MOCK_GAME, SHARED, real_tdm, tdm_runtime  # noqa: F401  (fix
 from exporter.lockfile import lock_holder
 from exporter.xvfb import Xvfb
 
+pytestmark = pytest.mark.slow  # each starts a real TDM
+
 # One exit is all these tests need: the restart after it waits longer than they run.
 ONE_EXIT = "backoff: {initial: 60s, max: 60s}"
 SETTINGS_FIXTURE = SHARED / "fixtures" / "tdm" / "settings.json"  # written by TDM
