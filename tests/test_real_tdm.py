@@ -17,9 +17,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import http_post, sample, wait_until
+from conftest import FIXTURES, http_post, sample, wait_until
 from helpers import expect, headless_chromium
-from realtdm import MOCK_GAME, SHARED, real_tdm, tdm_runtime  # noqa: F401  (fixtures)
+from realtdm import MOCK_GAME, real_tdm, tdm_runtime  # noqa: F401  (fixtures)
 
 from exporter.lockfile import lock_holder
 from exporter.xvfb import Xvfb
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow  # each starts a real TDM
 
 # One exit is all these tests need: the restart after it waits longer than they run.
 ONE_EXIT = "backoff: {initial: 60s, max: 60s}"
-SETTINGS_FIXTURE = SHARED / "fixtures" / "tdm" / "settings.json"  # written by TDM
+SETTINGS_FIXTURE = FIXTURES / "settings.json"  # written by TDM
 DEVICE_PAGE = "https://www.twitch.tv/activate?device-code=MOCKCODE"  # what TDM opens after Login
 
 
