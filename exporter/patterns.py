@@ -57,6 +57,10 @@ BUILTIN_METRIC_NAMES = frozenset(
         "tdm_exporter_build_info",
         # notifications
         "tdm_notifications_total", "tdm_notification_queue_length",
+        # the bridge
+        "tdm_campaigns", "tdm_inventory_drops", "tdm_channels", "tdm_login_code_pending",
+        "tdm_login_code_expiry_timestamp_seconds", "tdm_drop_confirmed_minutes", "tdm_drop_estimated_minutes",
+        "tdm_bridge_up",
     }
 )
 _SEEN_LIMIT = 4096  # messages remembered with what they matched (then forgotten all at once)

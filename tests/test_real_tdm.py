@@ -80,6 +80,7 @@ def test_restored_session_mines_claims_goes_idle_and_closes_with_the_daemon(real
     assert idle["current_mining"] == {
         "channel": None, "game": idle["current_mining"]["game"], "drop": None, "progress_minutes": None,
         "required_minutes": None, "percent": None, "eta": None, "last_progress": None,
+        "campaign_id": None, "campaign": None, "confirmed_minutes": None, "estimated_minutes": None,  # the bridge's
     }
     metrics = tdm.metrics()
     assert sample(metrics, "tdm_drops_claimed_total", game=MOCK_GAME) == 1
