@@ -77,11 +77,9 @@ def test_restored_session_mines_claims_goes_idle_and_closes_with_the_daemon(real
     idle = tdm.wait_status(
         lambda s: s["drops"]["claimed_total"] >= 1 and s["status"] == "no_campaigns", what="claim, then idle"
     )
-    assert idle["current_mining"] == {
-        "channel": None, "game": idle["current_mining"]["game"], "drop": None, "progress_minutes": None,
-        "required_minutes": None, "percent": None, "eta": None, "last_progress": None,
-        "campaign_id": None, "campaign": None, "confirmed_minutes": None, "estimated_minutes": None,  # the bridge's
-    }
+    stale = ("channel", "drop", "progress_minutes", "required_minutes", "percent", "eta", "last_progress",
+             "campaign_id", "campaign", "confirmed_minutes", "estimated_minutes")  # the last four: the bridge's
+    assert {key: idle["current_mining"][key] for key in stale} == dict.fromkeys(stale)
     metrics = tdm.metrics()
     assert sample(metrics, "tdm_drops_claimed_total", game=MOCK_GAME) == 1
     assert "\ntdm_watching_info{" not in metrics and "\ntdm_drop_current_minutes{" not in metrics
@@ -104,7 +102,7 @@ def test_restored_session_mines_claims_goes_idle_and_closes_with_the_daemon(real
 # -- logins, errors, terminated TDMs ---------------------------------------------------------------
 
 
-def test_fresh_start_waits_for_a_login_and_tdm_cannot_open_a_browser(real_tdm, tdm_runtime):
+def test_fresh_start_waits_for_a_login_tdm_cannot_open_a_browser_and_logs_in_from_the_page(real_tdm, tdm_runtime):
     tdm = real_tdm(session="fresh")
     status = tdm.wait_status(
         lambda s: s["status"] == "login_required" and s["session"] == "login_required", what="login required"
@@ -129,6 +127,14 @@ def test_fresh_start_waits_for_a_login_and_tdm_cannot_open_a_browser(real_tdm, t
     )
     assert opened.returncode == 0, opened.stderr
     assert opened.stdout.strip() == "true"  # the harmless BROWSER, not one of the browsers on PATH
+    # Then the user presses Login from the page (the bridge), TDM gets its token and mines.
+    code, answer = wait_until(
+        lambda: (reply := tdm.post_json("/api/miner/login"))[0] != 409 and reply, 30, what="a login to press"
+    )
+    assert code == 202, answer
+    mining = tdm.wait_status(lambda s: s["session"] == "authenticated" and s["status"] == "mining", what="logged in, mining")
+    assert mining["pid"] == status["pid"]  # the same TDM: no restart was needed
+    assert (tdm.tdm_dir / "cookies.jar").stat().st_size > 0  # TDM saved its new session (fresh: none before)
 
 
 @pytest.fixture(scope="module")
