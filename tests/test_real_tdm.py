@@ -79,7 +79,8 @@ def test_restored_session_mines_claims_goes_idle_and_closes_with_the_daemon(real
     idle = tdm.wait_status(
         lambda s: s["drops"]["claimed_total"] >= 1 and s["status"] == "no_campaigns", what="claim, then idle"
     )
-    stale = ("channel", "drop", "progress_minutes", "required_minutes", "percent", "eta", "last_progress")
+    stale = ("channel", "drop", "progress_minutes", "required_minutes", "percent", "eta", "last_progress",
+             "campaign_id", "campaign", "confirmed_minutes", "estimated_minutes")  # the last four: the bridge's
     assert {key: idle["current_mining"][key] for key in stale} == dict.fromkeys(stale)
     metrics = tdm.metrics()
     assert sample(metrics, "tdm_drops_claimed_total", game=MOCK_GAME) == 1
