@@ -18,27 +18,13 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from .events import Event, EventKind, stops_mining
+from .events import NOTIFY_EVENTS as EVENTS, Event, EventKind, stops_mining
 from .lifecycle import State
 from .state import Drop, Snapshot, game_of_claim
 
 if TYPE_CHECKING:
     from .supervisor import SupervisorStatus
 
-# The order users read in the docs and the config error message.
-EVENTS = (
-    "drop_claimed",
-    "login_required",
-    "session_invalid",
-    "miner_terminated",
-    "crash_loop",
-    "gave_up",
-    "miner_down",
-    "stalled",
-    "campaign_ending",
-    "new_campaign",
-    "recovered",
-)
 # Bad states: notified when they start, `recovered` when they clear.
 CONDITIONS = ("login_required", "session_invalid", "miner_terminated", "crash_loop", "gave_up", "miner_down", "stalled")
 ACTIVATION_URL = "https://www.twitch.tv/activate"

@@ -33,6 +33,7 @@ def miner_status(
     cpu_percent: float | None,
     now: float,
     token_expiry: float | None = None,
+    drop_minute_seconds: float = 60.0,  # real seconds per drop minute (the demo's simulator is faster)
 ) -> dict[str, Any]:
     """`token_expiry`: the best known expiry of TDM's token (the token check's answer, else the jar's)."""
     snap = effective(snapshot, supervisor)
@@ -47,7 +48,7 @@ def miner_status(
             progress_minutes=drop.current,
             required_minutes=drop.required,
             percent=round(drop.percent, 1),
-            eta=drop.last_progress_time + remaining * 60.0,
+            eta=drop.last_progress_time + remaining * drop_minute_seconds,
             last_progress=drop.last_progress_time,
         )
     running = supervisor.up if supervisor is not None else None
@@ -92,10 +93,10 @@ def _supervisor(status: SupervisorStatus | None) -> dict[str, Any] | None:
         "last_exit_code": status.last_exit_code,
         "last_exit_meaning": status.last_exit_meaning,
         "failure": status.failure,
+        "next_start_time": status.next_start_time,
         "last_exit_cause": status.last_exit_cause[1] if status.last_exit_cause else None,
         "adopted": status.adopted,
         "notice": status.notice,
-        "next_start_time": status.next_start_time,
     }
 
 
@@ -119,4 +120,5 @@ def _cookies(jar: JarInfo | None, token_expiry: float | None) -> dict[str, Any] 
         "format": jar.format,
         "has_auth_token": jar.has_auth_token,
         "token_expiry": token_expiry if token_expiry is not None else jar.auth_token_expiry,
+        "error": jar.error,  # why an unreadable jar cannot be read (never a cookie value)
     }

@@ -92,12 +92,12 @@ class SupervisorStatus:
     failure: str | None  # why FAILED
     last_error: str | None  # why the last start failed
     resources: ResourceSample | None
+    next_start_time: float | None = None  # wall clock; BACKOFF: when the miner is started again
     display: str | None = None  # the miner's X display (our Xvfb's, or the configured one)
     adopted: bool = False  # a miner an earlier run of ours started
-    # (wall clock, the traceback line that ended a run, and what to do about it), of the last exit with one
+    # (wall clock, the traceback line that ended the last run, and what to do about it); None: no traceback
     last_exit_cause: tuple[float, str] | None = None
     notice: str | None = None  # something the user should know (settings.json held back, ...)
-    next_start_time: float | None = None  # wall clock; BACKOFF: when the miner is started again
 
     @property
     def up(self) -> bool:
@@ -206,7 +206,7 @@ class Supervisor:
         self._sampled_at = float("-inf")
         self._looked_at = float("-inf")  # attach mode: last search for a lock holder
         self._killed_at: float | None = None
-        self._exit_cause: tuple[float, str] | None = None  # (wall clock, cause)
+        self._exit_cause: tuple[float, str] | None = None  # (wall clock, cause) of the last exit
         self._notice: str | None = None
         self._status = self._snapshot()
 
@@ -383,8 +383,7 @@ class Supervisor:
         self._leftovers = [t for t in self._leftovers + child.threads if t.is_alive()]
         expected = self._lifecycle.state is State.STOPPING
         cause = self._cause(child.output_offset) if code != 0 else None
-        if cause is not None:
-            self._exit_cause = (time.time(), cause)
+        self._exit_cause = (time.time(), cause) if cause is not None else None
         self._lifecycle.exited(now, code, expected)
         self._unwatch()
         log = logger.info if expected or code == 0 else logger.warning
@@ -654,14 +653,14 @@ class Supervisor:
             failure=lc.failure,
             last_error=lc.last_error,
             resources=self._sample,
-            display=self._display if self._child is not None else None,
-            adopted=lc.adopted,
-            last_exit_cause=self._exit_cause,
-            notice=self._notice,
             next_start_time=(
                 time.time() + max(0.0, lc.start_at - time.monotonic())
                 if lc.state is State.BACKOFF and lc.start_at is not None else None
             ),
+            display=self._display if self._child is not None else None,
+            adopted=lc.adopted,
+            last_exit_cause=self._exit_cause,
+            notice=self._notice,
         )
 
     def _publish(self) -> None:

@@ -33,12 +33,12 @@ from . import notify
 if TYPE_CHECKING:
     from .bridge_link import BridgeLink
     from .config import Config
+    from .console_web import Console
     from .state import Snapshot
     from .notify import Notifier
-    from .console_web import Console
     from .store import Store
     from .supervisor import Supervisor
-    from .webconfig import WebConfig
+    from .webconfig import WebConfigFile
 
 LANDING_PAGE = Path(__file__).with_name("landing.html")
 GET = frozenset({"GET", "HEAD"})
@@ -59,10 +59,10 @@ class WebContext:
     reload: Callable[[str], tuple[bool, str]]  # source ("http", "cli") -> (applied or unchanged, message)
     stopping: Callable[[], bool] = lambda: False
     config_file: Path | None = None  # the file reloads read; None: started without one
+    console: "Console | None" = None  # the web console's settings editor and history
     snapshot: Callable[[], "Snapshot"] | None = None  # the bridge's handlers: TDM's own picture
     bridge: Callable[[], "BridgeLink"] | None = None  # the bridge's handlers: calls to TDM's launcher
     notifier: Callable[[], "Notifier | None"] = lambda: None  # None: notifications not wired
-    console: "Console | None" = None  # the web console's settings editor and history
 
 
 Handler = Callable[[WebContext, Request], Response]
@@ -156,6 +156,10 @@ ROUTES: dict[str, Endpoint] = {
     "/-/ready": Endpoint(GET, ready),
     "/-/reload": Endpoint(POST, reload),
     "/-/restart": Endpoint(POST, restart),
+    "/api/settings": Endpoint(GET | PUT, console_web.settings),
+    "/api/history/events": Endpoint(GET, console_web.history_events),
+    "/api/history/claims": Endpoint(GET, console_web.history_claims),
+    "/api/history/stats": Endpoint(GET, console_web.history_stats),
     "/api/campaigns": Endpoint(GET, bridge_web.campaigns),
     "/api/channels": Endpoint(GET, bridge_web.channels),
     "/api/games": Endpoint(GET, bridge_web.games),
@@ -163,10 +167,6 @@ ROUTES: dict[str, Endpoint] = {
     "/api/miner/reload": Endpoint(POST, bridge_web.press_reload),
     "/api/notifications": Endpoint(GET, notify.notifications),
     "/api/notify/test": Endpoint(POST, notify.notify_test),
-    "/api/settings": Endpoint(GET | PUT, console_web.settings),
-    "/api/history/events": Endpoint(GET, console_web.history_events),
-    "/api/history/claims": Endpoint(GET, console_web.history_claims),
-    "/api/history/stats": Endpoint(GET, console_web.history_stats),
 }
 
 
@@ -177,13 +177,13 @@ class Listener:
     """The daemon's HTTP server: bound at once, so a busy address fails before anything starts, and
     moved by reloads without a moment unbound (the new one is bound before the old one stops)."""
 
-    def __init__(self, address: str, ctx: WebContext, web: WebConfig | None) -> None:
+    def __init__(self, address: str, ctx: WebContext, web: WebConfigFile | None) -> None:
         self._ctx = ctx
         self.address = address
         self.server = self._bind(address, web)
         self._stoppers: list[threading.Thread] = []  # old servers, shutting down
 
-    def _bind(self, address: str, web: WebConfig | None) -> Server:
+    def _bind(self, address: str, web: WebConfigFile | None) -> Server:
         """Raises ValueError naming the address when it is bad, busy or not ours to bind."""
         try:
             host, port = parse_listen_address(address)
@@ -194,7 +194,7 @@ class Listener:
         except ValueError as error:
             raise ValueError(f"web.listen_address {address}: {error}") from None
 
-    def prepare(self, address: str, web: WebConfig | None) -> Server:
+    def prepare(self, address: str, web: WebConfigFile | None) -> Server:
         """A new server for a reload, not started: the same listening socket when the address stays."""
         if address == self.address:
             return self.server.takeover(routes(self._ctx), web)

@@ -262,6 +262,21 @@ def test_history_events_search_filters_and_pages_claims_days_and_progress(daemon
 # -- pure parts ----------------------------------------------------------------------------------
 
 
+def test_the_demo_config_file_reads_back_as_the_demo_config(tmp_path):
+    """The demo runs from the file it writes (so the editor can edit it): nothing of its config may be lost."""
+    from dataclasses import replace
+
+    from exporter.config import NotifyChannel
+    from exporter.demo import demo_config, write_config_file
+
+    for scenario in ("happy", "crash"):
+        config = replace(demo_config(tmp_path, scenario, 60, "127.0.0.1:0"),
+                         notify=(NotifyChannel(urls=("json://127.0.0.1:9/hook",), min_interval=60.0),))
+        path = tmp_path / f"{scenario}.yaml"
+        assert write_config_file(path, config) == config
+        assert path.stat().st_mode & 0o077 == 0  # Apprise URLs carry tokens
+
+
 def test_edited_text_quotes_what_pyyaml_would_misread_and_removes_keys():
     text = settings_editor.edited_text("settings:\n  language: English\n", {"priority": ["yes", "1.5", "null", " pad"], "language": None})
     config = parse_config(text)

@@ -4,8 +4,8 @@
   YAML changes with its comments kept, an audit event names the source, and TDM restarts once and
   starts with the new settings.json;
 - a validation error shown next to its field, and a stale page (file edited meanwhile) told so;
-- with the bridge (issue 12): the login flow in the demo's login-required scenario, and the campaign
-  cards of the happy scenario.
+- through the bridge (issue 12): the login flow in the demo's login-required scenario, and the campaign
+  cards and channels of the happy scenario.
 
 Without Playwright or Chromium these skip, except with CI=true, where they fail.
 """
@@ -160,15 +160,9 @@ def test_a_save_over_a_file_changed_meanwhile_is_refused_and_said(page, daemon_f
 # -- with the bridge (issue 12) ---------------------------------------------------------------------
 
 
-def require_bridge(url: str) -> None:
-    if http_get(url + "/api/campaigns")[0] == 404:
-        pytest.skip("needs the bridge's routes (issue 12), not on this branch yet")
-
-
 def test_login_flow_in_the_login_required_demo(page, daemon_factory):
     daemon = daemon_factory("demo", "--scenario", "login-required", "--web.listen-address", "127.0.0.1:0", "--speed", "60")
     url = daemon.wait_listening()
-    require_bridge(url)
     page.goto(url + "/")
     button = page.locator("[data-testid=login-button]")
     expect(button).to_be_visible(timeout=WAIT_MS)
@@ -185,7 +179,6 @@ def test_login_flow_in_the_login_required_demo(page, daemon_factory):
 def test_campaign_cards_in_the_happy_demo(page, daemon_factory):
     daemon = daemon_factory("demo", "--scenario", "happy", "--web.listen-address", "127.0.0.1:0", "--speed", "60")
     url = daemon.wait_listening()
-    require_bridge(url)
     page.goto(url + "/#campaigns")
     page.locator("#campaign-status").select_option("")
     cards = page.locator("[data-testid=campaign-card]")

@@ -80,6 +80,7 @@ def test_promtool_check_rules():
     assert output.count("SUCCESS") == len(RULE_FILES)
 
 
+@pytest.mark.slow
 def test_promtool_test_rules():
     output = run_promtool("test", "rules", *TEST_FILES)
     assert output.count("SUCCESS") == len(TEST_FILES), output
