@@ -185,7 +185,9 @@ def test_rules_and_dashboards_against_a_real_prometheus(tmp_path, daemon_factory
     happy = daemon_factory(
         "run",
         "--config.file",
-        str(daemon_config(tmp_path, "happy", extra=f"session:\n  validate: true\n  validate_url: {validate_server}\n")),
+        str(daemon_config(tmp_path, "happy", extra=f"session:\n  validate: true\n  validate_url: {validate_server}\n"
+                          # a channel (never used: the happy miner never gives up) so the notification panels have data
+                          "notify:\n  - urls: ['json://127.0.0.1:9/unused']\n    events: [gave_up]\n")),
         "--web.listen-address",
         "127.0.0.1:0",
     )
