@@ -5,8 +5,12 @@ psutil for N seconds: the daemon process alone (its own CPU time, not its childr
 simulated miner it started, separately. Prints the averages over the window. No HTTP load unless
 --scrape-interval is given (Prometheus' default would be 15).
 
+With --attach, the simulator is started on its own (default scenario login-required: it waits for
+a login, writing nothing) and `twitchminert run` attaches to it (miner.mode: attach): the cost of
+watching a miner that is idle.
+
     .venv/bin/python benchmarks/supervise_idle.py [--seconds 60] [--scenario happy] [--speed 60]
-                                                  [--warmup 5] [--scrape-interval 0]
+                                                  [--warmup 5] [--scrape-interval 0] [--attach]
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -71,17 +76,33 @@ def get_json(url: str) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="measurement window (default 60)")
-    parser.add_argument("--scenario", default="happy")
+    parser.add_argument("--scenario", help="simulator scenario (default happy; login-required with --attach)")
+    parser.add_argument("--attach", action="store_true", help="attach to a simulator started on its own")
     parser.add_argument("--speed", type=float, default=60.0, help="the simulator's speed (demo default 60)")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds ignored after the miner started")
     parser.add_argument("--interval", type=float, default=1.0, help="sampling step")
     parser.add_argument("--scrape-interval", type=float, default=0.0, help="also scrape /metrics this often (0: never)")
     args = parser.parse_args()
 
+    args.scenario = args.scenario or ("login-required" if args.attach else "happy")
     tmp = Path(tempfile.mkdtemp(prefix="tm-supervise-idle-"))
+    simulator = None
+    if args.attach:
+        tdm = tmp / "tdm"
+        tdm.mkdir()
+        simulator = subprocess.Popen(
+            [sys.executable, str(REPO / "exporter" / "simulator" / "main.py"), "--dir", str(tdm),
+             "--scenario", args.scenario, "--speed", f"{args.speed:g}"],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        config = tmp / "config.yaml"
+        config.write_text(f"miner:\n  dir: {json.dumps(str(tdm))}\n  mode: attach\n"
+                          f"storage:\n  path: {json.dumps(str(tmp / 'data'))}\n")
+        command = ["run", "--config.file", str(config)]
+    else:
+        command = ["demo", "--scenario", args.scenario, "--speed", f"{args.speed:g}"]
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "demo", "--scenario", args.scenario, "--speed", f"{args.speed:g}",
-         "--web.listen-address", "127.0.0.1:0"],
+        [sys.executable, "-m", "exporter", *command, "--web.listen-address", "127.0.0.1:0"],
         cwd=REPO,
         env={**os.environ, "TMPDIR": str(tmp)},  # the demo's own temporary dir goes in here
         stdout=subprocess.PIPE,
@@ -126,7 +147,8 @@ def main() -> int:
         window = time.monotonic() - start
         status = get_json(base + "/api/miner/status")
 
-        print(f"twitchminert demo --scenario {args.scenario} --speed {args.speed:g}: {window:.0f} s window "
+        what = "run, attached to the simulator" if args.attach else "demo"
+        print(f"twitchminert {what} --scenario {args.scenario} --speed {args.speed:g}: {window:.0f} s window "
               f"after {args.warmup:g} s warm-up, {scrapes} scrapes, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
         print(own.report("daemon", window))
         print(miner.report("simulator", window))
@@ -142,6 +164,16 @@ def main() -> int:
             daemon.kill()
             code = daemon.wait()
         reader.join(5)
+        if simulator is not None:
+            simulator.terminate()
+            try:
+                simulator.wait(20)
+            except subprocess.TimeoutExpired:
+                simulator.kill()
+                simulator.wait()
+            shutil.rmtree(tmp / "tdm", ignore_errors=True)
+            shutil.rmtree(tmp / "data", ignore_errors=True)
+            (tmp / "config.yaml").unlink(missing_ok=True)
         left = [p.pid for p in psutil.process_iter(["cmdline"]) if str(tmp) in " ".join(p.info["cmdline"] or ())]
         print(f"daemon exit code {code}; processes left: {left or 'none'}")
         for pid in left:

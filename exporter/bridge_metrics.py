@@ -32,10 +32,10 @@ def inventory_metrics(snap: Snapshot, now: float) -> Iterable[Metric]:
     yield from (campaigns, drops, channels)
     pending = known and view.code_pending(now)
     yield GaugeMetricFamily("tdm_login_code_pending", "1 while a login code waits to be entered.", value=int(bool(pending)))
+    expiry = GaugeMetricFamily("tdm_login_code_expiry_timestamp_seconds", "When the login code shown expires.")
     if pending and view.code.expires_at is not None:
-        yield GaugeMetricFamily(
-            "tdm_login_code_expiry_timestamp_seconds", "When the login code shown expires.", value=view.code.expires_at
-        )
+        expiry.add_metric([], view.code.expires_at)
+    yield expiry
     confirmed = GaugeMetricFamily(
         "tdm_drop_confirmed_minutes", "The current drop's minutes confirmed by Twitch.", labels=["drop", "game"]
     )

@@ -13,13 +13,12 @@ without the launcher (an AppImage, attach mode): the logs still tell what they c
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Callable, Protocol
 
 from .bridge import BridgeUnavailable
 from .bridge_link import BridgeLink
-from .http import Request, Response, json_response
+from .http import Request, Response, json_refusal, json_response
 from .inventory import InventoryView
 from .state import Snapshot
 
@@ -176,21 +175,3 @@ def _press(ctx: BridgeContext, op: str, request: Request) -> Response:
         return json_response(202, accepted)
     status = {"unsupported": 501, "not_waiting": 409, "not_ready": 409, "timeout": 504}.get(answer.get("error"), 502)
     return json_response(status, {"error": answer.get("error"), "message": answer.get("message")})
-
-
-def json_refusal(request: Request) -> Response | None:
-    """Routes that change something take JSON only: an empty body or a JSON object, sent as
-    application/json (a cross-site form cannot send that without a preflight). None: accepted."""
-    content_type = next((v for k, v in request.headers.items() if k.lower() == "content-type"), "")
-    if request.body and content_type.split(";", 1)[0].strip().lower() != "application/json":
-        return json_response(415, {"error": "unsupported_media_type", "message": "send a JSON body (Content-Type: application/json)"})
-    if request.body:
-        try:
-            body = json.loads(request.body)
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            return json_response(400, {"error": "bad_request", "message": "the body must be a JSON object"})
-    return None
-
-

@@ -1,6 +1,6 @@
-"""Command line: `twitchminert run|replay|demo|events|config|login`, with Prometheus-style flags.
+"""Command line: `twitchminert run|demo|config|replay|events|notify|login`, with Prometheus-style flags.
 
-Usage and config errors print one line per problem and exit 2.
+Usage and config errors print one line per problem and exit 2, before anything is started.
 """
 
 from __future__ import annotations
@@ -9,19 +9,23 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
 from . import __version__, config_cli, daemon_log, login_cli
-from .config import DEFAULT_CONFIG_FILE, DEFAULT_LOG_FILE, Config, ConfigError, load_config
+from .config import DEFAULT_CONFIG_FILE, DEFAULT_LOG_FILE, Config, ConfigError, parse_listen_address, load_config
+from .events import EventKind
 from .metrics import StateCollector
-from .patterns import PatternError
+from .patterns import LEVELS, PatternError
 from .settings_file import SettingsUnreadable
 from .pipeline import RecordHandler, replay
+from .demo import SCENARIOS
 from .state import MinerState
+from .store import StoreError
 from .timestamps import LocalClock, zone
+from .webconfig import WebConfigError
 
 EXIT_USAGE = 2
 
@@ -30,44 +34,97 @@ class UsageError(Exception):
     pass
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="twitchminert", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"twitchminert {__version__}")
-    parser.add_argument("--log.level", dest="log_level", default="INFO", help="our own log level (default INFO)")
+def _positive(kind: type) -> Callable[[str], float]:
+    """An argparse type: a finite number above 0 (`--speed 0` or `--limit -1` would be accepted and misbehave)."""
+
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not 0 < value < float("inf"):  # also refuses nan
+            raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+        return value
+
+    return convert
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line, exit 2 (argparse adds its usage block; `--help` shows it)."""
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
+
+
+def _log_flags(parser: argparse.ArgumentParser, level_default: str) -> None:
+    file_default = None if level_default != argparse.SUPPRESS else argparse.SUPPRESS
+    parser.add_argument("--log.level", dest="log_level", default=level_default, help="our own log level (default INFO)")
     parser.add_argument(
-        "--log.file", dest="log_file", type=Path, help=f"also log to this file (run: default {DEFAULT_LOG_FILE})"
+        "--log.file", dest="log_file", type=Path, default=file_default,
+        help=f"also log to this file (run: default {DEFAULT_LOG_FILE})",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="the daemon: follow TDM's logs and serve /metrics")
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="twitchminert",
+        description="Monitor and manage TwitchDropsMiner: run (the daemon), demo (with a simulated miner), "
+        "config (validate, render, diff, apply the YAML file), replay (metrics from log files), events (stored history), "
+        "notify (test notifications), login (log TDM in through a running daemon).",
+    )
+    parser.add_argument("--version", action="version", version=f"twitchminert {__version__}")
+    # Every command takes the log flags, before or after its name; SUPPRESS keeps the top level's value
+    # when they are not repeated after the command.
+    logging = _Parser(add_help=False)
+    _log_flags(parser, "INFO")
+    _log_flags(logging, argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[logging], description=kwargs.get("help"), **kwargs)
+
+    run = command("run", help="the daemon: follow TDM's logs and serve /metrics")
     run.add_argument("--config.file", dest="config_file", type=Path, help=f"default {DEFAULT_CONFIG_FILE}")
-    run.add_argument("--web.listen-address", dest="listen_address", help="default 127.0.0.1:9797")
+    run.add_argument("--web.listen-address", dest="listen_address", help="default 127.0.0.1:9797, or web.listen_address from the config")
+    run.add_argument(
+        "--web.config.file", dest="web_config_file", type=Path,
+        help="exporter-toolkit web config (TLS, basic auth); default: web.config_file",
+    )
 
-    rep = commands.add_parser("replay", help="read log files once and print the final metrics")
-    rep.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    rep.add_argument("--patterns", action="append", type=Path, default=[], metavar="YAML")
-    rep.add_argument("--format", choices=("prom", "json"), default="prom")
+    rep = command("replay", help="read log files once and print the final metrics")
+    rep.add_argument("files", nargs="+", type=Path, metavar="FILE", help="TDM log files (log.txt), read in this order")
+    rep.add_argument(
+        "--patterns", action="append", type=Path, default=[], metavar="YAML", help="a user pattern file (repeatable)"
+    )
+    rep.add_argument(
+        "--format", choices=("prom", "json"), default="prom",
+        help="prom: the final metrics (default); json: every event, one JSON object a line",
+    )
     rep.add_argument("--timezone", default="local", help="TDM's time zone (default: this machine's)")
     rep.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
 
-    demo = commands.add_parser("demo", help="the daemon supervising a built-in simulated miner (no Twitch account)")
-    demo.add_argument("--scenario", default="happy", choices=("happy", "flaky", "crash", "terminated", "stall", "login-required"))
-    demo.add_argument("--web.listen-address", dest="listen_address", default="127.0.0.1:9797")
-    demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)")
+    demo = command("demo", help="the daemon supervising a built-in simulated miner (no Twitch account)")
+    demo.add_argument("--scenario", default="happy", choices=SCENARIOS, help="what the simulated miner does (default happy)")
+    demo.add_argument("--web.listen-address", dest="listen_address", default="127.0.0.1:9797", help="default 127.0.0.1:9797")
+    demo.add_argument(
+        "--speed", type=_positive(float), default=60.0, help="simulated seconds per real second (default 60)"
+    )
     demo.add_argument("--config.file", dest="config_file", type=Path, help="takes its notify: section, to try notifications")
 
-    notify = commands.add_parser("notify", help="notifications: `notify test` sends a test message to every URL")
-    notify.add_argument("action", choices=("test",))
+    notify = command("notify", help="notifications: `notify test` sends a test message to every URL")
+    notify.add_argument("action", choices=("test",), help="test: send a test message to every URL of the notify: section")
     notify.add_argument("--config.file", dest="config_file", type=Path, help=f"default {DEFAULT_CONFIG_FILE}")
 
-    config_cli.add_parser(commands)
+    config_cli.add_parser(commands, parents=[logging])
     login_cli.add_parser(commands)
+    for sub in commands.choices.values():  # commands added by other modules take the log flags too
+        if "--log.level" not in sub._option_string_actions:
+            _log_flags(sub, argparse.SUPPRESS)
 
-    events = commands.add_parser("events", help="list stored events, newest first")
-    events.add_argument("--config.file", dest="config_file", type=Path)
-    events.add_argument("--kind")
-    events.add_argument("--level")
-    events.add_argument("--limit", type=int, default=50)
+    events = command("events", help="print stored events as JSON lines: the newest --limit, oldest first")
+    events.add_argument("--config.file", dest="config_file", type=Path, help=f"the daemon's config (default {DEFAULT_CONFIG_FILE})")
+    events.add_argument("--kind", help="only events of this kind, e.g. drop_claimed, config_change")
+    events.add_argument("--level", help=f"only records of this level: {', '.join(LEVELS)}")
+    events.add_argument("--limit", type=_positive(int), default=50, help="at most this many events (default 50)")
     return parser
 
 
@@ -78,14 +135,17 @@ def _config(path: Path | None) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from . import preflight
     from .service import run
 
     config_file = args.config_file or (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None)
-    return run(_config(args.config_file), args.listen_address, config_file)
+    config = _config(args.config_file)
+    preflight.check(config, args.listen_address, args.web_config_file)  # every start-up problem, before anything starts
+    return run(config, args.listen_address, config_file, web_config_file=args.web_config_file)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .daemon import build_patterns
+    from .reloading import build_patterns  # not .daemon: replay needs none of the daemon's imports
 
     missing = [str(f) for f in args.files if not f.is_file()]
     if missing:
@@ -113,6 +173,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    try:
+        parse_listen_address(args.listen_address)
+    except ValueError as error:
+        raise UsageError(f"demo: --web.listen-address: {error}") from None
     notify = load_config(args.config_file).notify if args.config_file is not None else ()
     return run_demo(args.scenario, args.listen_address, args.speed, notify)
 
@@ -134,11 +198,17 @@ def cmd_notify(args: argparse.Namespace) -> int:
 def cmd_events(args: argparse.Namespace) -> int:
     from .store import Store
 
+    kinds = [kind.value for kind in EventKind]
+    if args.kind is not None and args.kind not in kinds:
+        raise UsageError(f"events: --kind: unknown kind {args.kind!r} (expected one of {', '.join(kinds)})")
+    if args.level is not None and args.level.upper() not in LEVELS:
+        raise UsageError(f"events: --level: unknown level {args.level!r} (expected one of {', '.join(LEVELS)})")
     config = _config(args.config_file)
     if not config.store_file.exists():
         raise UsageError(f"events: no store at {config.store_file} (has the daemon run?)")
     with Store.open(config.store_file) as store:
-        for event in reversed(store.query_events(args.kind, args.level, limit=args.limit)):
+        level = args.level.upper() if args.level is not None else None
+        for event in reversed(store.query_events(args.kind, level, limit=args.limit)):  # as a log reads
             sys.stdout.write(_event_json(event) + "\n")
     return 0
 
@@ -172,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as error:
             raise UsageError(str(error)) from None
         return COMMANDS[args.command](args)
-    except (UsageError, ConfigError, PatternError, SettingsUnreadable) as error:
+    except (UsageError, ConfigError, PatternError, SettingsUnreadable, WebConfigError, StoreError) as error:
         for line in str(error).splitlines() or [type(error).__name__]:
             print(f"twitchminert: {line}", file=sys.stderr)
         return EXIT_USAGE

@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 
 from . import yamlfile
 from .capture import CAPTURED_OUTPUT
+from .events import NOTIFY_EVENTS
 from .framing import DEFAULT_MAX_RECORD_BYTES
 from .lifecycle import BackoffPolicy
-from .notify_rules import EVENTS as NOTIFY_EVENTS
 from .notify_send import check_url as check_apprise_url, mask as mask_url
 from .redaction import redact
 from .timestamps import zone
@@ -122,6 +122,15 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
     notify: tuple[NotifyChannel, ...] = ()
+    # Real seconds per drop minute: 60 with TDM; `demo` runs its simulator --speed times faster. Not in the YAML.
+    drop_minute_seconds: float = 60.0
+    # The file it came from, so later checks (preflight) name the line too; not part of the value.
+    document: yamlfile.Document | None = field(default=None, compare=False, repr=False)
+
+    def where(self, path: tuple) -> str:
+        """`file:line: section.key` for a problem found after loading; `section.key` without a file."""
+        key = yamlfile.dotted(path)
+        return f"{self.document.where(path)}: {key}" if self.document is not None else key
 
     @property
     def data_dir(self) -> Path:
@@ -174,6 +183,11 @@ class Context:
 
     def fail(self, path: Path_, message: str) -> Any:
         self.errors.append(f"{self.document.where(path)}: {yamlfile.dotted(path)}: {message}")
+        return INVALID
+
+    def fail_key(self, path: Path_, message: str) -> Any:
+        """A problem with the key itself (unknown): the key's line, not its value's."""
+        self.errors.append(f"{self.document.where_key(path)}: {yamlfile.dotted(path)}: {message}")
         return INVALID
 
     def raw(self, path: Path_) -> str | None:
@@ -383,7 +397,7 @@ def _section(schema: Mapping[str, Converter], build: Callable[..., Any]) -> Conv
         for key, item in value.items():
             converter = schema.get(key)
             if converter is None:
-                ctx.fail(path + (key,), f"unknown key (expected one of {', '.join(schema)})")
+                ctx.fail_key(path + (key,), f"unknown key (expected one of {', '.join(schema)})")
                 continue
             fields[key] = converter(item, path + (key,), ctx)
         if INVALID in fields.values():
@@ -519,11 +533,11 @@ def config_from(document: yamlfile.Document) -> Config:
     for name, body in top.items():
         converter = SCHEMA.get(name)
         if converter is None:
-            ctx.fail((name,), f"unknown section (expected one of {', '.join(SCHEMA)})")
+            ctx.fail_key((name,), f"unknown section (expected one of {', '.join(SCHEMA)})")
             continue
         sections[name] = converter(body, (name,), ctx)
     errors = [*document.errors, *ctx.errors]  # duplicate keys, then the rest: all `file:line: ...`
     if errors:
         errors.sort(key=lambda error: int(error[len(document.name) + 1 :].split(":", 1)[0]))  # stable: by line
         raise ConfigError("\n".join(errors))
-    return Config(**sections)
+    return Config(**sections, document=document)

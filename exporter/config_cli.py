@@ -11,8 +11,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from . import settings_file
-from .config import Config, load_config
+from . import preflight, settings_file
+from .config import Config, ConfigError, load_config
 from .events import Event, EventKind, audit_event
 from .lockfile import lock_holder
 from .settings_sync import SettingsSync
@@ -20,19 +20,25 @@ from .settings_sync import SettingsSync
 EXIT_USAGE = 2
 
 
-def add_parser(commands) -> None:
-    config = commands.add_parser("config", help="validate, preview and apply the YAML config")
-    actions = config.add_subparsers(dest="action", required=True)
-    validate = actions.add_parser("validate", help="exit 0, or 2 with every error")
-    validate.add_argument("file", type=Path)
-    render = actions.add_parser("render", help="print the settings.json that would be written")
-    render.add_argument("file", type=Path)
+def add_parser(commands, parents: list = ()) -> None:
+    config = commands.add_parser("config", help="validate, preview and apply the YAML config", parents=parents)
+    actions = config.add_subparsers(dest="action", required=True, parser_class=type(config))
+
+    def action(name: str, help: str) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, help=help, parents=parents)
+        parser.add_argument("file", type=Path, help="the YAML config file")
+        return parser
+
+    validate = action("validate", "every check `run` makes (values, files, folders, patterns): exit 0, or 2 with every error")
+    validate.add_argument(
+        "--syntax-only", action="store_true",
+        help="check the file's own values only, not the files and folders it names (e.g. a file for another machine)",
+    )
+    render = action("render", "print the settings.json that would be written")
     render.add_argument("--tdm-dir", type=Path, help="TDM's folder (default: miner.dir); its settings.json is merged")
-    diff = actions.add_parser("diff", help="per-key changes the file would make to TDM's settings.json")
-    diff.add_argument("file", type=Path)
-    diff.add_argument("--tdm-dir", type=Path)
-    apply = actions.add_parser("apply", help="through a running daemon's /-/reload, or directly when none runs")
-    apply.add_argument("file", type=Path)
+    diff = action("diff", "per-key changes the file would make to TDM's settings.json")
+    diff.add_argument("--tdm-dir", type=Path, help="TDM's folder (default: miner.dir)")
+    action("apply", "through a running daemon's /-/reload, or directly when none runs")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,11 +51,19 @@ def _tdm_dir(args: argparse.Namespace, config: Config) -> Path | None:
 
 
 def _current(directory: Path | None) -> tuple[settings_file.TdmSettings, str | None]:
+    """TDM's settings in `directory` and the text of its settings.json; SettingsUnreadable names a file TDM
+    could not load (binary, a folder, a FIFO), ConfigError a folder that is not there."""
     if directory is None:
         return settings_file.TdmSettings(), None
-    path = directory / settings_file.SETTINGS_NAME
-    existing = path.read_text(encoding="utf-8") if path.exists() else None
-    return settings_file.load(directory), existing
+    _check_folder(directory)
+    settings = settings_file.load(directory)
+    return settings, settings_file.existing_text(directory)
+
+
+def _check_folder(directory: Path) -> None:
+    if not directory.is_dir():
+        what = "does not exist" if not directory.exists() else "is not a folder"
+        raise ConfigError(f"TDM's folder {directory} {what} (miner.dir or --tdm-dir)")
 
 
 def _wanted(config: Config, current: settings_file.TdmSettings) -> settings_file.TdmSettings:
@@ -58,6 +72,8 @@ def _wanted(config: Config, current: settings_file.TdmSettings) -> settings_file
 
 
 def _validate(args: argparse.Namespace, config: Config) -> int:
+    if not args.syntax_only:
+        preflight.check(config)  # what `run` checks before it starts anything: a file that validates starts
     print(f"{args.file}: OK")
     return 0
 
@@ -98,6 +114,8 @@ def _apply(args: argparse.Namespace, config: Config) -> int:
     if config.miner.mode == "attach":
         print("twitchminert: config apply: miner.mode is attach: stop TDM and edit its settings yourself", file=sys.stderr)
         return EXIT_USAGE
+    _check_folder(directory)
+    settings_file.load(directory)  # SettingsUnreadable: a settings.json TDM cannot load is reported, not replaced
     holder = lock_holder(directory / "lock.file")
     if holder is not None:
         print(

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import pickle
 from dataclasses import dataclass
 from datetime import timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Iterator
+
+from . import safefile
 
 AUTH_COOKIE = "auth-token"
 USER_ID_COOKIE = "persistent"  # TDM stores its user id here
@@ -95,6 +98,8 @@ class _JarUnpickler(pickle.Unpickler):
 def _pickle_cookies(data: bytes) -> Iterator[_Cookie]:
     try:
         jar = _JarUnpickler(io.BytesIO(data)).load()
+    except RecursionError:
+        raise JarError("invalid pickle: nested too deeply") from None
     except pickle.UnpicklingError as error:  # our refusal, or pickle's own one-line complaints
         raise JarError(f"invalid pickle: {error}") from None
     except Exception as error:  # a malformed stream raises almost anything; its text may quote data
@@ -119,6 +124,8 @@ def _json_cookies(data: bytes) -> Iterator[_Cookie]:
         raise JarError(f"invalid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
     except UnicodeDecodeError:
         raise JarError("invalid JSON: not UTF-8") from None
+    except RecursionError:  # `[[[[...` 200k deep: json's C parser gives up, so do we
+        raise JarError("invalid JSON: nested too deeply") from None
     if not isinstance(jar, dict):
         raise JarError(f"invalid JSON: expected an object, got {type(jar).__name__}")
     for key, cookies in jar.items():
@@ -133,7 +140,8 @@ def _json_cookies(data: bytes) -> Iterator[_Cookie]:
 def _json_expiry(fields: dict) -> float | None:
     stamp = fields.get("expires_timestamp")  # 3.14.1+
     if isinstance(stamp, (int, float)) and not isinstance(stamp, bool):
-        return float(stamp)
+        # JSON's 1e999 is infinity and NaN parses too: neither is a time (nor valid JSON in the status answer)
+        return float(stamp) if math.isfinite(stamp) else None
     return _rfc1123(fields.get("expires"))  # 3.14.0
 
 
@@ -155,10 +163,7 @@ def _rfc1123(text: object) -> float | None:
 
 def _load(path: Path) -> tuple[str, list[_Cookie]]:
     """(format, cookies); raises OSError, or JarError when the bytes are not a cookie jar."""
-    with open(path, "rb") as file:
-        data = file.read(MAX_JAR_BYTES + 1)
-    if len(data) > MAX_JAR_BYTES:
-        raise JarError(f"larger than {MAX_JAR_BYTES} bytes, not a cookie jar")
+    data = safefile.read_regular(path, MAX_JAR_BYTES)  # a FIFO or device must not block housekeeping
     if data.startswith(b"\x80"):  # pickle protocol >= 2; aiohttp uses the highest
         fmt, cookies = "pickle", list(_pickle_cookies(data))
     elif data.lstrip()[:1] in (b"{", b"["):
@@ -192,7 +197,7 @@ def read_jar(path: Path) -> JarInfo:
     except FileNotFoundError:  # removed between stat and open
         return JarInfo(present=False)
     except OSError as error:
-        return JarInfo(True, modified_time, "unreadable", error=_one_line(f"cannot read: {error.strerror}"))
+        return JarInfo(True, modified_time, "unreadable", error=_one_line(f"cannot read: {safefile.describe(error)}"))
     except JarError as error:
         return JarInfo(True, modified_time, "unreadable", error=_one_line(str(error)))
     token = _twitch_cookie(cookies, AUTH_COOKIE)

@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from loguru import logger
 from prometheus_client import CollectorRegistry
@@ -31,7 +31,7 @@ from .notify import Notifier, NotifyCollector, Observation
 from .notify_rules import NotifyRules, RuleSettings
 from .patterns import PatternSet
 from .pipeline import Follower, Pipeline, RecordHandler
-from .reloading import Candidate, build_patterns, config_changes, load_candidate, load_web, refusal
+from .reloading import Candidate, Prepared, build_patterns, config_changes, load_candidate, load_web, refusal
 from .session_check import SessionChecker
 from .settings_editor import SettingsEditor
 from .settings_file import SettingsUnreadable, TdmSettings
@@ -53,7 +53,13 @@ class StartupError(ConfigError):
 
 
 class Daemon:
-    def __init__(self, config: Config, listen_address: str | None = None, config_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        listen_address: str | None = None,
+        config_file: Path | None = None,
+        adjust: Callable[[Config], Config] | None = None,
+    ) -> None:
         self.config = config
         self.config_file = config_file
         self.listen_address = listen_address or config.web.listen_address
@@ -61,9 +67,9 @@ class Daemon:
         self.reloads = {"success": 0, "failure": 0}
         self.supervisor: Supervisor | None = None
         self.bridge_link = BridgeLink(None, expected=False)  # a supervised TDM's launcher replaces it
-        self.settings_sync: SettingsSync | None = None
         self._reload_lock = threading.Lock()
         self._stopped = False
+        self.adjust = adjust  # what the command line sets over the file, at every reload too
         self.context = WebContext(
             registry=(registry := CollectorRegistry()),
             status=self.status,
@@ -86,8 +92,7 @@ class Daemon:
         except ValueError as error:  # WebConfigError, a bad or busy listen address
             raise StartupError(str(error)) from None
         try:
-            if config.miner.dir is not None:
-                self._build_supervisor()  # checks the miner's folder and command
+            self._use_miner(self._miner_parts(config))  # checks the miner's folder and command
             self.store = Store.open(config.store_file)
         except (SupervisorError, OSError, sqlite3.Error) as error:
             self.listener.stop()
@@ -128,15 +133,23 @@ class Daemon:
     def _follower(self) -> Follower:
         return Follower(self.pipeline, Watcher(watch_paths(self.config.log_sources())))
 
-    def _build_supervisor(self) -> None:
-        self.settings_sync = SettingsSync(self.config.miner.dir, self.config.settings, self._record_settings)
-        self.supervisor = Supervisor(
-            self.config.miner,
-            self.config.data_dir,
-            before_start=self.settings_sync.prepare if self.config.miner.mode == "run" else None,
+    def _miner_parts(self, config: Config) -> tuple[SettingsSync | None, Supervisor | None]:
+        """The settings writer and the supervisor for `config` (built, not started: no side effect).
+        Raises SupervisorError for a miner folder or command that cannot be run."""
+        if config.miner.dir is None:
+            return None, None
+        sync = SettingsSync(config.miner.dir, config.settings, self._record_settings)
+        supervisor = Supervisor(
+            config.miner,
+            config.data_dir,
+            before_start=sync.prepare if config.miner.mode == "run" else None,
             record=lambda action, fields: self.record(action, dict(fields)),
         )
-        control = self.supervisor.control_path
+        return sync, supervisor
+
+    def _use_miner(self, parts: tuple[SettingsSync | None, Supervisor | None]) -> None:
+        self.settings_sync, self.supervisor = parts
+        control = self.supervisor.control_path if self.supervisor is not None else None
         self.bridge_link = BridgeLink(control, expected=control is not None)
 
     def _session_checker(self) -> SessionChecker | None:
@@ -153,8 +166,16 @@ class Daemon:
         return Notifier(self.config.notify, NotifyRules(settings), self.store, self._observe)
 
     def _observe(self) -> Observation:
-        # login and campaigns come with the bridge (issue 12): its status `login`, its campaign list.
-        return Observation(self.pipeline.snapshot(), self._supervisor_status())
+        """What the notification rules look at: the log's picture, the supervisor, and what the bridge
+        adds (the status API's `login`, with the code once shown; the campaigns once TDM has some)."""
+        now = time.time()
+        snapshot, supervisor = self.pipeline.snapshot(now), self._supervisor_status()
+        login = status_fields(snapshot, self.bridge_link, supervisor.up if supervisor is not None else None, now)["login"]
+        view = snapshot.inventory
+        campaigns = None  # unknown, not "none": the first list TDM shows is what already exists
+        if view is not None and view.known and view.capabilities.get("campaigns") and view.campaigns:
+            campaigns = [campaign.to_api(now) for campaign in view.campaigns]
+        return Observation(snapshot, supervisor, login, campaigns)
 
     # -- start and stop -----------------------------------------------------------------------
 
@@ -237,7 +258,9 @@ class Daemon:
     def status(self, now: float) -> dict[str, Any]:
         seen, config = self.housekeeping.seen, self.config_state
         snapshot, supervisor = self.pipeline.snapshot(now), self._supervisor_status()
-        answer = miner_status(snapshot, supervisor, config, seen.jar, seen.cpu_percent, now, seen.token_expiry)
+        answer = miner_status(
+            snapshot, supervisor, config, seen.jar, seen.cpu_percent, now, seen.token_expiry, self.config.drop_minute_seconds
+        )
         answer["current_mining"].update(current_mining_fields(snapshot, answer["current_mining"]["drop"] is not None))
         answer.update(status_fields(snapshot, self.bridge_link, supervisor.up if supervisor is not None else None, now))
         return answer
@@ -265,21 +288,23 @@ class Daemon:
         with self._reload_lock:
             if self._stopped:
                 return False, "stopping"
+            prepared = Prepared()
             try:
-                candidate = load_candidate(self.config_file)
+                candidate = load_candidate(self.config_file, self.adjust)
                 why = refusal(self.config, candidate, self.config_file, self.supervisor is not None)
                 if why is not None:
                     raise ConfigError(why)
-                changes = config_changes(self.config, self.pipeline.handler.patterns, self.web, candidate)
-                server = self._next_server(candidate, changes)  # bound before anything changes
-            except (ValueError, OSError) as error:  # ConfigError, PatternError, WebConfigError are ValueErrors
+                changes = config_changes(self.config, self.pipeline.patterns, self.web, candidate)
+                self._prepare(candidate, changes, prepared)  # all that can fail, before anything changes
+            except (ValueError, OSError, SupervisorError, sqlite3.Error) as error:  # ValueError: ConfigError, PatternError...
+                prepared.discard()
                 return self._reload_failed(source, str(error))
             self.reloads["success"] += 1
             self.config_state = ConfigState(True, time.time(), None)
             if not changes:
                 return True, "no change"
             self.record("config_change", {"source": source, "changes": changes}, EventKind.CONFIG_CHANGE)
-            self._apply(candidate, changes, server)
+            self._apply(candidate, changes, prepared)
             return True, f"applied: {', '.join(sorted(changes))}"
 
     def _reload_failed(self, source: str, message: str) -> tuple[bool, str]:
@@ -288,33 +313,36 @@ class Daemon:
         logger.error("config reload ({}) failed, keeping the running config:\n{}", source, message)
         return False, message
 
-    def _next_server(self, candidate: Candidate, changes: dict[str, list[Any]]) -> Server | None:
-        if not any(key.startswith("web.") for key in changes):
-            return None
-        address = candidate.config.web.listen_address if "web.listen_address" in changes else self.listen_address
-        return self.listener.prepare(address, candidate.web)
+    def _prepare(self, candidate: Candidate, changes: dict[str, list[Any]], prepared: Prepared) -> None:
+        new = candidate.config
+        if any(key.startswith("web.") for key in changes):
+            address = new.web.listen_address if "web.listen_address" in changes else self.listen_address
+            prepared.server = self.listener.prepare(address, candidate.web)  # bound: the address is ours
+        if any(key.startswith("miner.") for key in changes):
+            prepared.miner = self._miner_parts(new)
+        if new.storage.path != self.config.storage.path:
+            prepared.store = Store.open(new.store_file)
 
-    def _apply(self, candidate: Candidate, changes: dict[str, Any], server: Server | None) -> None:
+    def _apply(self, candidate: Candidate, changes: dict[str, Any], prepared: Prepared) -> None:
         old, new = self.config, candidate.config
         self.config = new
         sections = {key.split(".", 1)[0] for key in changes}
-        if old.logs != new.logs or old.storage.path != new.storage.path:
+        if old.logs != new.logs or prepared.store is not None:
             self.follower.stop()
             self.pipeline.close()
-            if old.storage.path != new.storage.path:
+            if prepared.store is not None:
                 self.store.close()
-                self.store = Store.open(new.store_file)
+                self.store = prepared.store
             self.pipeline = self._pipeline(new, candidate.patterns)
             self.follower = self._follower()
             self.follower.start()
         elif "logs.patterns (contents)" in changes:
             self.pipeline.set_patterns(candidate.patterns)
-        if "miner" in sections:
+        if prepared.miner is not None:
             if self.supervisor is not None:
                 self.supervisor.stop()
-                self.supervisor = None
-            if new.miner.dir is not None:
-                self._build_supervisor()
+            self._use_miner(prepared.miner)
+            if self.supervisor is not None:
                 self.supervisor.start()
         elif "settings" in sections and self.supervisor is not None and self.settings_sync is not None:
             self.settings_sync.desired = new.settings
@@ -326,8 +354,9 @@ class Daemon:
             self.notifier.stop()
             self.notifier = self._notifier()
             self.notifier.start()
-        if server is not None:
+        if prepared.server is not None:
             self.web = candidate.web
             if "web.listen_address" in changes:
                 self.listen_address = new.web.listen_address
-            self.listener.switch(server, self.listen_address)
+            self.listener.switch(prepared.server, self.listen_address)
+

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from .config import Config, MinerConfig, NotifyChannel, StorageConfig, WebConfig, load_config
+from .config import MIN_STALL_SECONDS, Config, MinerConfig, NotifyChannel, StorageConfig, WebConfig, load_config
 from .lifecycle import BackoffPolicy
 
 SIMULATOR_MAIN = Path(__file__).with_name("simulator") / "main.py"
@@ -23,6 +23,8 @@ DEMO_PRIORITY = ("Starfall Arena", "Pixel Kingdoms")
 
 
 def demo_config(workdir: Path, scenario: str, speed: float, listen_address: str) -> Config:
+    """The simulator runs `speed` times faster than real time (60: a drop minute a second); every time the
+    daemon judges by (a drop's ETA, the stall restart) runs as fast, so each scenario shows itself in a minute."""
     tdm_dir = workdir / "tdm"
     tdm_dir.mkdir(parents=True, exist_ok=True)
     command = (sys.executable, str(SIMULATOR_MAIN), "--dir", str(tdm_dir), "--scenario", scenario, "--speed", f"{speed:g}")
@@ -35,12 +37,15 @@ def demo_config(workdir: Path, scenario: str, speed: float, listen_address: str)
             # The crash scenario exits 1 right after its fatal error (real TDM waits for its window to be
             # closed); let it, so the demo shows the crash restarts rather than a terminated restart.
             restart_on_terminated=scenario != "crash",
+            # The shortest stall limit (30 minutes) of simulated time: 30 real seconds at --speed 60.
+            restart_on_stall=MIN_STALL_SECONDS / speed,
             # Quick restarts so the crash scenario shows its whole story in a few minutes.
             backoff=BackoffPolicy(initial=2.0, max=60.0, healthy_after=120.0, max_restarts=5, window=3600.0),
         ),
         settings={"priority": DEMO_PRIORITY, "priority_mode": "ending_soonest"},
         storage=StorageConfig(path=workdir / "data"),
         web=WebConfig(listen_address=listen_address),
+        drop_minute_seconds=60.0 / speed,
     )
 
 
@@ -101,6 +106,11 @@ def run_demo(scenario: str, listen_address: str, speed: float, notify: tuple[Not
                 flush=True,
             )
 
-        return run(config, listen_address, config_file, on_started=announce)
+        # The file holds what a user could write; the speed-scaled times are set over it at every reload.
+        def at_speed(loaded: Config) -> Config:
+            miner = replace(loaded.miner, restart_on_stall=demo.miner.restart_on_stall)
+            return replace(loaded, miner=miner, drop_minute_seconds=demo.drop_minute_seconds)
+
+        return run(config, listen_address, config_file, on_started=announce, adjust=at_speed)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -117,3 +117,20 @@ _TERMINATING = frozenset({EventKind.FATAL_ERROR, EventKind.APPLICATION_TERMINATE
 def stops_mining(event: Event) -> bool:
     """A fatal error, "Application Terminated", or a crash of a task TDM cannot mine without."""
     return event.kind in _TERMINATING or (event.kind is EventKind.TASK_CRASH and bool(event.fields.get("critical")))
+
+
+# The notifications a user can subscribe to (config `notify[].events`), in the order users read in the docs and
+# the config error message; notify_rules decides when each is due.
+NOTIFY_EVENTS = (
+    "drop_claimed",
+    "login_required",
+    "session_invalid",
+    "miner_terminated",
+    "crash_loop",
+    "gave_up",
+    "miner_down",
+    "stalled",
+    "campaign_ending",
+    "new_campaign",
+    "recovered",
+)

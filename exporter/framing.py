@@ -173,7 +173,7 @@ class Framer:
                 first = HEADER.match(buf, 0, complete_end)
                 if first is not None:
                     self._pending = _Pending(*first.groups(), first.end())
-                first = None  # a match holds the buffer: it cannot be resized while one lives
+                first = None  # a match reads the buffer by offsets: none is kept across a resize
             last = self._last_header(max(self._scanned - 1, 0), complete_end)
             if last is None:
                 if self._pending is None:  # whole lines with no header before them can never join a record

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from loguru import logger
 
-from .webconfig import Gate, WebConfig, ssl_context, tls_listener
+from .webconfig import Gate, WebConfigFile, ssl_context, tls_listener
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_DRAIN_BYTES = 4 * 1024 * 1024  # of a refused body, read and dropped so the client sees the answer
@@ -31,6 +31,30 @@ class Request:
     query: Mapping[str, list[str]]
     headers: Mapping[str, str]
     body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        """A request header, whatever its case."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers.items() if key.lower() == wanted), None)
+
+    def json(self) -> Any:
+        """The body as JSON; HTTPError 415 unless sent as application/json, 400 if it does not parse."""
+        content_type = (self.header("Content-Type") or "").split(";", 1)[0].strip().lower()
+        if content_type != "application/json":
+            raise HTTPError(415, "send JSON (Content-Type: application/json)")
+        try:
+            return json.loads(self.body)
+        except (UnicodeDecodeError, ValueError) as error:  # JSONDecodeError is a ValueError
+            raise HTTPError(400, f"the body is not JSON: {error}") from None
+
+
+class HTTPError(Exception):
+    """Raised by a handler (or Request.json()): the server answers `status` with `message` as text."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 @dataclass(frozen=True)
@@ -57,6 +81,22 @@ def text(status: int, message: str) -> Response:
 def json_response(status: int, value: Any) -> Response:
     """Strict JSON: NaN or Infinity is an error here, never an answer a JSON parser refuses."""
     return Response(status, json.dumps(value, allow_nan=False).encode(), "application/json")
+
+
+def json_refusal(request: Request) -> Response | None:
+    """Routes that change something take JSON only: an empty body or a JSON object, sent as
+    application/json (a cross-site form cannot send that without a preflight). None: accepted."""
+    content_type = next((v for k, v in request.headers.items() if k.lower() == "content-type"), "")
+    if request.body and content_type.split(";", 1)[0].strip().lower() != "application/json":
+        return json_response(415, {"error": "unsupported_media_type", "message": "send a JSON body (Content-Type: application/json)"})
+    if request.body:
+        try:
+            body = json.loads(request.body)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return json_response(400, {"error": "bad_request", "message": "the body must be a JSON object"})
+    return None
 
 
 def get(handler: Handler) -> Route:
@@ -142,6 +182,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         request = Request(method, url.path, parse_qs(url.query), dict(self.headers.items()), body)
         try:
             return route.handler(request)
+        except HTTPError as error:
+            return text(error.status, error.message)
         except Exception:
             logger.exception("HTTP {} {} failed", method, url.path)
             return text(500, "internal error")
@@ -185,7 +227,7 @@ class Server:
         host: str,
         port: int,
         routes: Mapping[str, Route],
-        web: WebConfig | None = None,
+        web: WebConfigFile | None = None,
         listener: socket.socket | None = None,
     ) -> None:
         handler = type("RouteHandler", (_RequestHandler,), {"routes": dict(routes), "gate": Gate.from_config(web)})
@@ -207,7 +249,7 @@ class Server:
         self.host, self.port = self._httpd.server_address[:2]
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="twitchminert-http")
 
-    def takeover(self, routes: Mapping[str, Route], web: WebConfig | None = None) -> "Server":
+    def takeover(self, routes: Mapping[str, Route], web: WebConfigFile | None = None) -> "Server":
         """A new (not started) server on a copy of this one's listening socket; stop this one after starting it."""
         listening = self._httpd.socket
         listener = socket.fromfd(listening.fileno(), listening.family, listening.type)  # a plain dup, even of TLS

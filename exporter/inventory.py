@@ -15,7 +15,7 @@ Only confirmed minutes count as progress (`confirmed_progress_time`).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
 from .bridge import decode_record
@@ -366,7 +366,7 @@ class InventoryState:
         )
 
     def to_json(self) -> str:
-        data = asdict(self)
+        data = _plain(self)
         data["websockets"] = [[idx, *entry] for idx, entry in self.websockets.items()]
         return json.dumps(data, separators=(",", ":"))
 
@@ -497,3 +497,21 @@ def _drop_saved(data: Mapping[str, Any]) -> Drop:
 
 def _campaign_saved(data: Mapping[str, Any]) -> Campaign:
     return Campaign(**{**data, "drops": tuple(_drop_saved(drop) for drop in data["drops"])})
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(value):
+    """`dataclasses.asdict` without its deep copies (the pipeline saves this picture whenever it
+    moves, and asdict was most of what following TDM cost at rest): the same JSON."""
+    if hasattr(value, "__dataclass_fields__"):
+        names = _FIELD_NAMES.get(type(value))
+        if names is None:
+            names = _FIELD_NAMES[type(value)] = tuple(f.name for f in fields(value))
+        return {name: _plain(getattr(value, name)) for name in names}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import json
 import queue
 import socket
 import threading
@@ -27,7 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import notify_send
 from .events import Event, EventKind
-from .http import Request, Response, json_response
+from .http import Request, Response, json_refusal, json_response
 from .notify_rules import Notification, NotifyRules
 from .state import Drop, Snapshot
 
@@ -40,7 +39,7 @@ STATE_KEY = "notify.rules"
 RESULTS = ("sent", "failed", "suppressed", "dropped")
 TEST_EVENT = "test"
 
-Send = Callable[[str, str, str], "str | None"]  # (url, title, body) -> None when delivered, else why not
+Send = Callable[[str, str, str, str], "str | None"]  # (url, title, body, kind) -> None when delivered, else why not
 
 
 @dataclass(frozen=True)
@@ -142,7 +141,7 @@ class Deliverer:
     def _attempt(self, notification: Notification, attempt: int) -> None:
         self._sending = 1
         try:
-            error = self._send(self.target.url, notification.title, notification.body)
+            error = self._send(self.target.url, notification.title, notification.body, notification.kind)
         except Exception as exc:  # notify_send catches Apprise's; this is a last guard for the thread
             error = notify_send.scrub(f"{type(exc).__name__}: {exc}", self.target.url)
         finally:
@@ -182,7 +181,10 @@ class Notifier:
         self._send = send
         self._clock = clock
         self._lock = threading.Lock()  # rules, keys, last sent times, counters
-        self.counts: dict[tuple[str, str], int] = {}
+        # Series start at 0, so increase() (TDMNotificationsFailing) sees a channel's first failure too.
+        self.counts: dict[tuple[str, str], int] = {
+            (event, result): 0 for event in sorted({e for c in self.channels for e in c.events}) for result in RESULTS
+        }
         self._last_sent: dict[tuple[str, str], float] = {}  # (url, flap group) -> when
         self._keys: set[str] = set()
         self._saved_rules: str | None = None
@@ -310,7 +312,7 @@ class Notifier:
         for target in targets(self.channels):
             notification = Notification(TEST_EVENT, f"test:{self._clock()}", title, body, self._clock(), repeating=False)
             try:
-                error = self._send(target.url, title, body)
+                error = self._send(target.url, title, body, "info")
             except Exception as exc:
                 error = notify_send.scrub(f"{type(exc).__name__}: {exc}", target.url)
             self._outcome(notification, target, "sent" if error is None else "failed", error)
@@ -373,27 +375,11 @@ def notifications(ctx, request: Request) -> Response:
 
 def notify_test(ctx, request: Request) -> Response:
     """POST /api/notify/test: a test message to every URL, and each result."""
-    problem = json_body_problem(request)
-    if problem is not None:
-        return problem
+    refusal = json_refusal(request)
+    if refusal is not None:
+        return refusal
     notifier = ctx.notifier()
     if notifier is None or not notifier.channels:
-        return json_response(409, {"error": "no notification URLs configured (the notify: section of the config)"})
+        message = "no notification URLs configured (the notify: section of the config)"
+        return json_response(409, {"error": "not_configured", "message": message})
     return json_response(200, {"results": notifier.test()})
-
-
-def json_body_problem(request: Request) -> Response | None:
-    """A POST takes JSON: an empty body, or a JSON object sent as application/json."""
-    if not request.body.strip():
-        return None
-    content_type = request.headers.get("Content-Type") or request.headers.get("content-type") or ""
-    if content_type.split(";", 1)[0].strip().lower() != "application/json":
-        return json_response(415, {"error": "send JSON (Content-Type: application/json)"})
-    try:
-        body = json.loads(request.body)
-    except ValueError:
-        return json_response(400, {"error": "the body is not valid JSON"})
-    if not isinstance(body, dict):
-        return json_response(400, {"error": "expected a JSON object"})
-    return None
-

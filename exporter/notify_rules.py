@@ -18,33 +18,33 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from .events import Event, EventKind, stops_mining
+from .events import NOTIFY_EVENTS as EVENTS, Event, EventKind, stops_mining
 from .lifecycle import State
 from .state import Drop, Snapshot, game_of_claim
 
 if TYPE_CHECKING:
     from .supervisor import SupervisorStatus
 
-# The order users read in the docs and the config error message.
-EVENTS = (
-    "drop_claimed",
-    "login_required",
-    "session_invalid",
-    "miner_terminated",
-    "crash_loop",
-    "gave_up",
-    "miner_down",
-    "stalled",
-    "campaign_ending",
-    "new_campaign",
-    "recovered",
-)
 # Bad states: notified when they start, `recovered` when they clear.
 CONDITIONS = ("login_required", "session_invalid", "miner_terminated", "crash_loop", "gave_up", "miner_down", "stalled")
 ACTIVATION_URL = "https://www.twitch.tv/activate"
 DEVICE_CODE_LIFETIME = 1800.0  # Twitch's device codes expire after 30 minutes
 LOGIN_STATES_NEEDING_LOGIN = ("login_required", "code_shown")
+# A code read from TDM's output waits this long for the bridge's (its link and expiry are exact).
+LOG_CODE_GRACE = 2.0
 TITLE = "Twitchminert"
+
+
+# How a service shows each event (Apprise's message types: a colour or an icon).
+KINDS = {
+    "drop_claimed": "success",
+    "recovered": "success",
+    "new_campaign": "info",
+    "session_invalid": "failure",
+    "miner_terminated": "failure",
+    "crash_loop": "failure",
+    "gave_up": "failure",
+}  # the rest: "warning"
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,10 @@ class Notification:
     def flap_group(self) -> str:
         return self.group or self.event
 
+    @property
+    def kind(self) -> str:
+        return KINDS.get(self.event, "warning")
+
 
 @dataclass(frozen=True)
 class LoginCode:
@@ -86,6 +90,7 @@ class NotifyRules:
         self.active: dict[str, float] = {}  # condition -> since
         self.down_since: float | None = None
         self.last_code: str | None = None
+        self.log_code: tuple[LoginCode, float] | None = None  # from the GUI output line, and when it was seen
         self.known_campaigns: set[str] | None = None  # None: no campaign list seen yet (the first is a baseline)
         self.ending_sent: set[str] = set()
         self.stall_restarts: int | None = None  # the supervisor's count at the last tick (None: not seen yet)
@@ -101,7 +106,8 @@ class NotifyRules:
             return [drop_claimed(event, known_games, drop)]
         if event.kind is EventKind.LOGIN_DEVICE_CODE and event.fields.get("user_code"):
             code = LoginCode(str(event.fields["user_code"]), expires_at=event.time + DEVICE_CODE_LIFETIME)
-            return self._code(code, event.time)
+            self.log_code = (code, now)  # sent by tick(), unless the bridge tells the same code better
+            return []
         if stops_mining(event):
             # From the event itself: the supervisor may restart TDM before a tick sees it terminated.
             return self._begin("miner_terminated", f"TDM stopped mining: {cause_of(event)}", now)
@@ -140,8 +146,11 @@ class NotifyRules:
                 since = self.active.pop(name)
                 out.append(recovered(name, since, now))
         code = bridge_code(login)
+        if code is None and self.log_code is not None and now - self.log_code[1] >= LOG_CODE_GRACE:
+            code = self.log_code[0]
         if code is not None:
             out += self._code(code, now)
+            self.log_code = None
         elif login is not None and login.get("state") == "logged_in":
             self.last_code = None
         if campaigns is not None:
@@ -197,11 +206,11 @@ class NotifyRules:
 
     def _campaigns(self, now: float, campaigns: Sequence[Mapping[str, Any]]) -> list[Notification]:
         out = []
-        wanted = [c for c in campaigns if c.get("id") and self._matters(c.get("game"))]
-        ids = {str(c["id"]) for c in wanted}
+        # Every id is remembered, so a game added to the priority list later brings no old campaign as new.
+        ids = {str(c["id"]) for c in campaigns if c.get("id")}
         if self.known_campaigns is None:
             self.known_campaigns = ids  # the first list is what already was: nothing is new
-        for campaign in wanted:
+        for campaign in (c for c in campaigns if c.get("id") and self._matters(c.get("game"))):
             cid = str(campaign["id"])
             if cid not in self.known_campaigns and campaign.get("status") in ("active", "upcoming"):
                 out.append(new_campaign(campaign, now))
@@ -302,7 +311,7 @@ def drop_claimed(event: Event, known_games: Sequence[str], drop: Drop | None) ->
     game = game_of_claim(text, known_games)
     rewards = text[len(game) + 1 :] if game != "unknown" else text
     count = f"{event.fields.get('claimed')}/{event.fields.get('total')}"
-    name = f" ({drop.name})" if drop is not None and drop.game == game else ""
+    name = f" ({drop.name})" if drop is not None and drop.game == game and drop.name != rewards else ""
     return Notification(
         "drop_claimed",
         f"drop_claimed:{event.time:.3f}:{text}:{count}",

@@ -36,7 +36,11 @@ def check_url(url: str) -> None:
         raise ValueError(f"not a valid Apprise URL (unknown service, or a part is missing): {mask(url)}")
 
 
-def send(url: str, title: str, body: str) -> str | None:
+# Apprise's message types (a service shows them as a colour or an icon): good news, bad news, the rest.
+TYPES = ("info", "success", "warning", "failure")
+
+
+def send(url: str, title: str, body: str, kind: str = "info") -> str | None:
     """Send one message, in this thread; None when it was delivered, else why not (URL parts masked).
 
     The service's plugin is called directly: `Apprise.notify` would hand the call to a process-wide
@@ -47,7 +51,7 @@ def send(url: str, title: str, body: str) -> str | None:
         return f"not a valid Apprise URL: {mask(url)}"
     _captured.lines = []
     try:
-        delivered = service.notify(body=body, title=title)
+        delivered = service.notify(body=body, title=title, notify_type=kind if kind in TYPES else "info")
     except Exception as error:  # a plugin bug must not end the delivery thread
         return scrub(f"{type(error).__name__}: {error}", url)
     finally:

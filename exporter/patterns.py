@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
+from . import safefile, yamlfile
 from .builtin_patterns import BUILTINS, Builtin, InvalidField, typed_fields
 from .events import Event, EventKind
 from .framing import Record
@@ -57,10 +58,14 @@ BUILTIN_METRIC_NAMES = frozenset(
         "tdm_exporter_build_info",
         # notifications
         "tdm_notifications_total", "tdm_notification_queue_length",
+        # the bridge: TDM's own picture
+        "tdm_campaigns", "tdm_inventory_drops", "tdm_channels", "tdm_login_code_pending",
+        "tdm_login_code_expiry_timestamp_seconds", "tdm_drop_confirmed_minutes", "tdm_drop_estimated_minutes",
+        "tdm_bridge_up",
     }
 )
-_SEEN_LIMIT = 4096  # messages remembered with what they matched (then forgotten all at once)
-_SEEN_MESSAGE_LIMIT = 512  # longer messages (tracebacks, dumps) are rarely repeated: not remembered
+_SEEN_LIMIT = 1024  # messages remembered with what they matched (then forgotten all at once): < 1 MiB
+_SEEN_MESSAGE_LIMIT = 256  # longer messages (tracebacks, dumps) are rarely repeated: not remembered
 
 
 class PatternError(ValueError):
@@ -235,21 +240,22 @@ def load_user_patterns(path: str | os.PathLike[str]) -> list[UserPattern]:
     """Read and compile a user pattern file; any problem raises PatternError."""
     origin = os.fspath(path)
     try:
-        with open(path, encoding="utf-8") as file:
-            text = file.read()
+        text = safefile.read_text(path, yamlfile.MAX_FILE_BYTES)  # no FIFO, device or huge file
     except FileNotFoundError:
         raise PatternError(f"{origin}: file not found") from None
     except UnicodeDecodeError as exc:
         raise PatternError(f"{origin}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
-        raise PatternError(f"{origin}: cannot read: {exc.strerror}") from None
+        raise PatternError(f"{origin}: cannot read: {safefile.describe(exc)}") from None
     return parse_user_patterns(text, origin)
 
 
 def parse_user_patterns(text: str, origin: str = "<patterns>") -> list[UserPattern]:
     """Compile user patterns from YAML text; `origin` names the file in error messages."""
     try:
-        document = yaml.safe_load(text)
+        document = yamlfile.safe_load(text, origin)  # refuses a YAML bomb before it expands
+    except yamlfile.YamlError as exc:
+        raise PatternError(str(exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{origin}:{mark.line + 1}" if mark is not None else origin

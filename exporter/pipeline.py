@@ -206,6 +206,10 @@ class Pipeline:
             for framer in self._framers.values():
                 framer.count_only = self._count_only
 
+    @property
+    def patterns(self) -> PatternSet:
+        return self.handler.patterns
+
     def mark_session_invalid(self) -> None:
         """The token check found TDM's login invalid: say so until TDM logs in again."""
         with self.lock:
@@ -215,38 +219,42 @@ class Pipeline:
         with self.lock:
             return self.handler.state.snapshot(time.time() if wall_now is None else wall_now)
 
-    def poll(self, now: float) -> int:
+    def poll(self, now: float, read: bool = True) -> int:
         """Read what is new everywhere, emit due records, commit. Returns records committed.
+
+        `read=False` only emits the records whose quiet time is over (nothing new was signalled).
 
         If anything fails on the way, what was read since the last commit is forgotten and read
         again next time: a position is never committed past records that were not handled.
         """
         with self.lock:
             try:
-                return self._poll(now)
+                return self._poll(now, read)
             except BaseException:
                 self._rollback()
                 raise
 
-    def _poll(self, now: float) -> int:
+    def _poll(self, now: float, read: bool) -> int:
         if self._rolled_back:
             self.tails = self._restore()
             self._rolled_back = False
-        records = read = 0
+        records = 0
         changed = False
-        for item in self.tails.read():
-            changed = True
-            if isinstance(item, Reset):
-                records += self._reset(item)
-            else:
-                records += self._feed(item, now)
-                read += len(item.data)
-        changed |= self._note_read_errors()
-        backlog = self.tails.backlog()
-        self.handler.state.backlog = backlog
-        message = self.catch_up.update(now, sum(backlog.values()), read, records)
-        if message is not None:
-            logger.info("log files: {}", message)
+        if read:
+            read_bytes = 0
+            for item in self.tails.read():
+                changed = True
+                if isinstance(item, Reset):
+                    records += self._reset(item)
+                else:
+                    records += self._feed(item, now)
+                    read_bytes += len(item.data)
+            changed |= self._note_read_errors()
+            backlog = self.tails.backlog()
+            self.handler.state.backlog = backlog
+            message = self.catch_up.update(now, sum(backlog.values()), read_bytes, records)
+            if message is not None:
+                logger.info("log files: {}", message)
         for key, framer in self._framers.items():
             batch = framer.flush_due(now)
             if batch.consumed:
@@ -370,8 +378,8 @@ class CatchUp:
             if backlog <= self.threshold:
                 return None
             self._started, self._next_report = now, now + self.every
-            self._bytes = self._records = 0
-            return f"catching up: {_megabytes(backlog)} to read"
+            self._bytes, self._records = read, records  # the read that found the backlog counts
+            return f"catching up: {_megabytes(backlog + read)} to read"
         self._bytes += read
         self._records += records
         elapsed = max(now - self._started, 1e-9)
@@ -419,15 +427,19 @@ class Follower:
         self.watcher.stop()
 
     def _run(self) -> None:
+        read = True
         while not self._stop.is_set():
             try:
-                self.pipeline.poll(time.monotonic())
+                self.pipeline.poll(time.monotonic(), read)
             except Exception as error:  # a bad disk or file must not kill the follower
                 logger.exception("log pipeline: {}", error)
             if self.pipeline.wants_more():
+                read = True
                 continue
             timeout = self.poll_seconds
             deadline = self.pipeline.next_deadline()
             if deadline is not None:
                 timeout = max(0.0, min(timeout, deadline - time.monotonic()))
-            self.watcher.wait(timeout)
+            # Woken by a change, or the fallback poll: read. Only a held record's quiet time over:
+            # nothing new was signalled, so emitting it needs no read of the files.
+            read = self.watcher.wait(timeout) or deadline is None or timeout >= self.poll_seconds

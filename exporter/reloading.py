@@ -12,12 +12,18 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import yamlfile
 from .config import Config, ConfigError, config_from
 from .patterns import PatternSet, load_user_patterns
-from .webconfig import WebConfig, load_web_config
+from .webconfig import WebConfigFile, load_web_config
+
+if TYPE_CHECKING:
+    from .http import Server
+    from .settings_sync import SettingsSync
+    from .store import Store
+    from .supervisor import Supervisor
 
 SECTIONS = ("miner", "settings", "logs", "storage", "web", "session")
 
@@ -28,7 +34,7 @@ def build_patterns(files: tuple[Path, ...]) -> PatternSet:
     return PatternSet.builtin().extended(user)
 
 
-def load_web(config: Config) -> WebConfig | None:
+def load_web(config: Config) -> WebConfigFile | None:
     return load_web_config(config.web.config_file) if config.web.config_file else None
 
 
@@ -38,19 +44,37 @@ class Candidate:
 
     config: Config
     patterns: PatternSet
-    web: WebConfig | None
+    web: WebConfigFile | None
     empty: bool  # the file held nothing but comments or blanks
 
 
-def load_candidate(path: Path) -> Candidate:
-    """Raises ConfigError, PatternError or WebConfigError (all ValueErrors) naming the file and line."""
+def load_candidate(path: Path, adjust: Callable[[Config], Config] | None = None) -> Candidate:
+    """Raises ConfigError, PatternError or WebConfigError (all ValueErrors) naming the file and line.
+    `adjust` applies what the command line sets over the file (--web.config.file, the demo's speed)."""
     try:
         document = yamlfile.load(path, keep_going=True)
     except yamlfile.YamlError as error:
         raise ConfigError(str(error)) from None
     config = config_from(document)
+    if adjust is not None:
+        config = adjust(config)
     patterns = build_patterns(config.logs.patterns)  # a bad pattern file is a bad config too
     return Candidate(config, patterns, load_web(config), empty=document.value is None)
+
+
+@dataclass
+class Prepared:
+    """What a reload built before changing anything; discard() undoes it when the reload fails."""
+
+    miner: tuple[SettingsSync | None, Supervisor | None] | None = None
+    store: Store | None = None
+    server: Server | None = None
+
+    def discard(self) -> None:
+        if self.store is not None:
+            self.store.close()
+        if self.server is not None:
+            self.server.stop()
 
 
 def refusal(running: Config, candidate: Candidate, path: Path, miner_running: bool) -> str | None:
@@ -69,7 +93,7 @@ def refusal(running: Config, candidate: Candidate, path: Path, miner_running: bo
     return None
 
 
-def config_changes(running: Config, patterns: PatternSet, web: WebConfig | None, candidate: Candidate) -> dict[str, list[Any]]:
+def config_changes(running: Config, patterns: PatternSet, web: WebConfigFile | None, candidate: Candidate) -> dict[str, list[Any]]:
     """config_diff, plus the files the config names, which can change while their paths do not."""
     changes = config_diff(running, candidate.config)
     if candidate.patterns.user_patterns != patterns.user_patterns:

@@ -37,11 +37,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import safefile
+
 SETTINGS_NAME = "settings.json"
 NEW_NAME = "settings.json.new"  # TDM's own temp file; it wins over settings.json when it is valid JSON
 LAST_GOOD_NAME = "settings.json.last-good"  # the settings.json we replaced last, if TDM could load it
 _TEMP_GLOB = ".settings.json*.tmp"  # our temp files (mkstemp names); leftovers of a killed writer are removed
 FILE_MODE = 0o600
+MAX_FILE_BYTES = 16 << 20  # TDM's is under 1 KiB; a bigger one is refused, not read (nor a FIFO or a device)
 
 
 class SettingsUnreadable(ValueError):
@@ -110,7 +113,7 @@ class _Url:
 def _url(data: Any) -> _Url:
     if not isinstance(data, str):
         raise TypeError(f"expected a string, got {type(data).__name__}")
-    urlsplit(data)  # yarl parses with urlsplit: "http://[::1" raises ValueError
+    urlsplit(data).port  # as yarl: "http://[::1", a port that is not a number or above 65535 raise ValueError
     return _Url(data)
 
 
@@ -190,9 +193,9 @@ def decode(text: str) -> TdmSettings:
 def _load_file(path: Path, *, skip_invalid_json: bool = False) -> TdmSettings | None:
     try:
         try:
-            text = path.read_bytes().decode("utf-8")  # TDM: open(path, encoding="utf8")
+            text = safefile.read_text(path, MAX_FILE_BYTES)  # TDM: open(path, encoding="utf8")
         except OSError as error:
-            raise SettingsUnreadable(f"cannot be read: {error.strerror or error}") from None
+            raise SettingsUnreadable(f"cannot be read: {safefile.describe(error)}") from None
         except UnicodeDecodeError as error:
             raise SettingsUnreadable(f"not UTF-8 (byte {error.start})") from None
         if not skip_invalid_json:
@@ -216,6 +219,12 @@ def load(directory: Path) -> TdmSettings:
             return settings
     path = directory / SETTINGS_NAME
     return _load_file(path) if path.exists() else TdmSettings()
+
+
+def existing_text(directory: Path) -> str | None:
+    """The text of `directory`/settings.json (undecodable bytes replaced), or None when there is none."""
+    data = _read_or_none(directory / SETTINGS_NAME)
+    return data.decode("utf-8", "replace") if data is not None else None
 
 
 def check_loadable(directory: Path) -> None:
@@ -314,7 +323,7 @@ def _priority_mode(value: Any) -> PriorityMode:
 def _proxy(value: Any) -> str:
     _strict(str, "a proxy URL (string)")(value)
     try:
-        urlsplit(value)
+        _url(value)  # TDM would stop on what yarl refuses
     except ValueError as error:
         raise ValueError(f"not a valid URL ({error}): {value!r}") from None
     return value
@@ -413,7 +422,7 @@ def _loadable(data: bytes) -> bool:
 
 def _read_or_none(path: Path) -> bytes | None:
     try:
-        return path.read_bytes()
+        return safefile.read_regular(path, MAX_FILE_BYTES)
     except FileNotFoundError:
         return None
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 from loguru import logger
 
 from . import settings_file
-from .settings_file import SettingsUnreadable, TdmSettings
+from .settings_file import SettingsUnreadable
 
 BROKEN_SUFFIX = ".broken"  # an unreadable settings.json we had to set aside
 
@@ -63,7 +63,3 @@ class SettingsSync:
         (self.miner_dir / settings_file.NEW_NAME).unlink(missing_ok=True)
         logger.warning("settings.json set aside as {}; TDM starts from its defaults", broken.name + BROKEN_SUFFIX)
         self.record("settings_set_aside", {"error": self.last_error})
-
-
-def defaults() -> TdmSettings:
-    return TdmSettings()

@@ -33,6 +33,7 @@ def miner_status(
     cpu_percent: float | None,
     now: float,
     token_expiry: float | None = None,
+    drop_minute_seconds: float = 60.0,  # real seconds per drop minute (the demo's simulator is faster)
 ) -> dict[str, Any]:
     """`token_expiry`: the best known expiry of TDM's token (the token check's answer, else the jar's)."""
     snap = effective(snapshot, supervisor)
@@ -47,7 +48,7 @@ def miner_status(
             progress_minutes=drop.current,
             required_minutes=drop.required,
             percent=round(drop.percent, 1),
-            eta=drop.last_progress_time + remaining * 60.0,
+            eta=drop.last_progress_time + remaining * drop_minute_seconds,
             last_progress=drop.last_progress_time,
         )
     running = supervisor.up if supervisor is not None else None
@@ -119,4 +120,5 @@ def _cookies(jar: JarInfo | None, token_expiry: float | None) -> dict[str, Any] 
         "format": jar.format,
         "has_auth_token": jar.has_auth_token,
         "token_expiry": token_expiry if token_expiry is not None else jar.auth_token_expiry,
+        "error": jar.error,  # why an unreadable jar cannot be read (never a cookie value)
     }

@@ -95,7 +95,7 @@ class SupervisorStatus:
     next_start_time: float | None = None  # wall clock; BACKOFF: when the miner is started again
     display: str | None = None  # the miner's X display (our Xvfb's, or the configured one)
     adopted: bool = False  # a miner an earlier run of ours started
-    # (wall clock, the traceback line that ended a run, and what to do about it), of the last exit with one
+    # (wall clock, the traceback line that ended the last run, and what to do about it); None: no traceback
     last_exit_cause: tuple[float, str] | None = None
     notice: str | None = None  # something the user should know (settings.json held back, ...)
 
@@ -206,7 +206,7 @@ class Supervisor:
         self._sampled_at = float("-inf")
         self._looked_at = float("-inf")  # attach mode: last search for a lock holder
         self._killed_at: float | None = None
-        self._exit_cause: tuple[float, str] | None = None  # (wall clock, cause)
+        self._exit_cause: tuple[float, str] | None = None  # (wall clock, cause) of the last exit
         self._notice: str | None = None
         self._status = self._snapshot()
 
@@ -383,8 +383,7 @@ class Supervisor:
         self._leftovers = [t for t in self._leftovers + child.threads if t.is_alive()]
         expected = self._lifecycle.state is State.STOPPING
         cause = self._cause(child.output_offset) if code != 0 else None
-        if cause is not None:
-            self._exit_cause = (time.time(), cause)
+        self._exit_cause = (time.time(), cause) if cause is not None else None
         self._lifecycle.exited(now, code, expected)
         self._unwatch()
         log = logger.info if expected or code == 0 else logger.warning

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo
 
-_CACHE_LIMIT = 4096
+_CACHE_LIMIT = 512  # distinct seconds remembered; then forgotten all at once (a log moves forward)
 
 
 def zone(name: str | None) -> tzinfo | None:

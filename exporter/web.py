@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .notify import Notifier
     from .store import Store
     from .supervisor import Supervisor
-    from .webconfig import WebConfig
+    from .webconfig import WebConfigFile
 
 LANDING_PAGE = Path(__file__).with_name("landing.html")
 GET = frozenset({"GET", "HEAD"})
@@ -177,13 +177,13 @@ class Listener:
     """The daemon's HTTP server: bound at once, so a busy address fails before anything starts, and
     moved by reloads without a moment unbound (the new one is bound before the old one stops)."""
 
-    def __init__(self, address: str, ctx: WebContext, web: WebConfig | None) -> None:
+    def __init__(self, address: str, ctx: WebContext, web: WebConfigFile | None) -> None:
         self._ctx = ctx
         self.address = address
         self.server = self._bind(address, web)
         self._stoppers: list[threading.Thread] = []  # old servers, shutting down
 
-    def _bind(self, address: str, web: WebConfig | None) -> Server:
+    def _bind(self, address: str, web: WebConfigFile | None) -> Server:
         """Raises ValueError naming the address when it is bad, busy or not ours to bind."""
         try:
             host, port = parse_listen_address(address)
@@ -194,7 +194,7 @@ class Listener:
         except ValueError as error:
             raise ValueError(f"web.listen_address {address}: {error}") from None
 
-    def prepare(self, address: str, web: WebConfig | None) -> Server:
+    def prepare(self, address: str, web: WebConfigFile | None) -> Server:
         """A new server for a reload, not started: the same listening socket when the address stays."""
         if address == self.address:
             return self.server.takeover(routes(self._ctx), web)

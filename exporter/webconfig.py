@@ -1,4 +1,4 @@
-"""`--web.config.file`: TLS, basic auth and extra response headers, in the exporter-toolkit format.
+"""`--web.config.file` (or `web.config_file` in the YAML): TLS, basic auth and extra response headers, in the exporter-toolkit format.
 
 The file format is Prometheus' (https://github.com/prometheus/exporter-toolkit, docs/web-configuration.md),
 so one file can serve node_exporter and us. What we cannot honour is refused with a message rather
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hashlib
 import hmac
 import re
@@ -47,7 +48,7 @@ from urllib.parse import urlsplit
 
 import bcrypt
 
-from . import yamlfile
+from . import safefile, yamlfile
 
 REALM = "twitchminert"
 EXEMPT_PATHS = frozenset({"/-/healthy"})
@@ -91,7 +92,9 @@ class TLSServerConfig:
 
 
 @dataclass(frozen=True)
-class WebConfig:
+class WebConfigFile:
+    """The exporter-toolkit web config file named by `web.config_file` (config.WebConfig is that section)."""
+
     file: Path
     tls: TLSServerConfig | None = None  # None: plain HTTP
     users: Mapping[str, bytes] = field(default_factory=dict, repr=False)  # empty: no basic auth
@@ -136,7 +139,7 @@ def _keys(section: dict, path: tuple, known: tuple[str, ...], unsupported: Mappi
             errors.fail(path + (key,), f"unknown key (expected one of {', '.join(known)})")
 
 
-def load_web_config(path: Path | str) -> WebConfig:
+def load_web_config(path: Path | str) -> WebConfigFile:
     """Read and check the file, including that the certificate and key load; raise WebConfigError."""
     path = Path(path)
     try:
@@ -146,7 +149,7 @@ def load_web_config(path: Path | str) -> WebConfig:
     return web_config_from(document, path.absolute().parent, path)
 
 
-def web_config_from(document: yamlfile.Document, folder: Path, file: Path | None = None) -> WebConfig:
+def web_config_from(document: yamlfile.Document, folder: Path, file: Path | None = None) -> WebConfigFile:
     errors = _Errors(document)
     top = _mapping(document.value, (), errors)
     if top is None:
@@ -163,7 +166,7 @@ def web_config_from(document: yamlfile.Document, folder: Path, file: Path | None
     users = _users(top.get("basic_auth_users"), ("basic_auth_users",), errors)
     if errors.lines:
         raise errors.error()
-    return WebConfig(
+    return WebConfigFile(
         file or Path(document.name),
         tls,
         MappingProxyType(users),
@@ -243,13 +246,12 @@ def _file(value: Any, path: tuple, folder: Path, errors: _Errors) -> Path | None
         return None
     file = folder / Path(value).expanduser()  # an absolute path stays as it is
     try:
-        with open(file, "rb"):
-            pass
+        safefile.read_regular(file, yamlfile.MAX_FILE_BYTES)  # readable, and no FIFO to block on
     except FileNotFoundError:
         errors.fail(path, f"file not found: {file}")
         return None
-    except IsADirectoryError:
-        errors.fail(path, f"not a file: {file}")
+    except safefile.NotARegularFile as error:
+        errors.fail(path, f"not a file: {file}" if error.errno == errno.EISDIR else f"cannot read {file}: {error.strerror}")
         return None
     except OSError as error:
         errors.fail(path, f"cannot read {file}: {error.strerror or error}")
@@ -350,7 +352,7 @@ def _context(tls: TLSServerConfig) -> ssl.SSLContext:
     return context
 
 
-def ssl_context(config: WebConfig) -> ssl.SSLContext | None:
+def ssl_context(config: WebConfigFile) -> ssl.SSLContext | None:
     """A server-side context for the config (TLS 1.2 at least unless min_version says 1.3), or None."""
     if config.tls is None:
         return None
@@ -532,7 +534,7 @@ class Gate:
         self.exempt_paths = frozenset(exempt_paths)
 
     @classmethod
-    def from_config(cls, config: WebConfig | None) -> "Gate":
+    def from_config(cls, config: WebConfigFile | None) -> "Gate":
         if config is None:
             return cls()
         return cls(Authenticator(config.users) if config.users else None, config.headers)

@@ -20,7 +20,8 @@ Use in a test module (pytest finds fixtures imported into it):
     def test_something(real_tdm):
         tdm = real_tdm()                                 # restored session, MOCK_SCENARIO=happy
         status = tdm.wait_status(lambda s: s["status"] == "mining", what="mining")
-        tdm.metrics(), tdm.events(kind="supervisor"), tdm.get_json("/api/miner/status")
+        tdm.metrics(), tdm.events(kind="supervisor"), tdm.get_json("/api/campaigns")
+        tdm.post_json("/api/miner/login"), tdm.supervisor_events("exited"), tdm.wait_log("Watching:")
 
 `real_tdm(...)` starts one TDM (see `RealTdm.__init__` for the knobs: scenario, fresh login, a 407
 proxy, priority, extra `miner:` lines, `start=False` to edit the folder first). Everything started is
@@ -38,6 +39,8 @@ import shutil
 import signal
 import socket
 import subprocess
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -295,6 +298,22 @@ class RealTdm:
         code, body = http_get(self.url + path)
         assert code == 200, f"GET {path}: {code} {body}"
         return json.loads(body)
+
+    def post_json(self, path: str, body: dict | None = None) -> tuple[int, dict | str]:
+        """POST a JSON object (an empty one by default), as the page does: (status, JSON answer or text)."""
+        request = urllib.request.Request(
+            self.url + path, data=json.dumps(body or {}).encode(), method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                code, text = response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            code, text = error.code, error.read().decode()
+        try:
+            return code, json.loads(text)
+        except ValueError:
+            return code, text
 
     def status(self) -> dict:
         return self.get_json("/api/miner/status")

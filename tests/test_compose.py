@@ -200,7 +200,7 @@ def test_prometheus_config_passes_promtool():
 def test_alertmanager_config_passes_amtool():
     amtool = shutil.which("amtool")
     if amtool is None:
-        pytest.skip("amtool not found (Debian: apt-get install prometheus-alertmanager)")
+        unavailable("amtool not found (Debian: apt-get install prometheus-alertmanager)")
     result = subprocess.run(
         [amtool, "check-config", str(REPO / "prometheus" / "alertmanager.yml")],
         capture_output=True,

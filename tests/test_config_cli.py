@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import tdm_reference
 from conftest import FIXTURES, REPO, wait_until
-from test_reload import FIRST, SWAPPED, config_yaml, free_port
+from tdm_source import TDM
+from test_reload import FIRST, SWAPPED, config_yaml, free_port, line_of
 
 from exporter import settings_file
 from exporter.config import Config, MinerConfig, StorageConfig, load_config
@@ -121,13 +121,13 @@ def test_render_keeps_every_value_tdm_has_that_the_yaml_does_not_set(tmp_path: P
     result = twitchminert("config", "render", str(config), "--tdm-dir", str(tdm), home=home)
     assert result.returncode == 0, result.stderr
     assert b"Pok\\u00e9mon GO" in result.stdout  # ASCII escapes, as TDM's json.dump
-    # Loaded as TDM loads it (tests/tdm_reference.py, written from the doc): nothing was reset to a default.
+    # Loaded by TDM's own json_load (../shared/tdm-src): nothing was reset to a default.
     rendered = write(tmp_path / "rendered" / "settings.json", result.stdout.decode("ascii"))
-    assert tdm_reference.json_load(rendered, tdm_reference.default_settings()) == {
-        "proxy": tdm_reference.URL("http://127.0.0.1:3128"),
+    assert TDM.json_load(rendered, TDM.default_settings()) == {
+        "proxy": TDM.URL("http://127.0.0.1:3128"),
         "priority": ["New"],
         "exclude": {"Z", "Pok\u00e9mon GO"},
-        "priority_mode": tdm_reference.PriorityMode.LOW_AVBL_FIRST,
+        "priority_mode": TDM.PriorityMode.LOW_AVBL_FIRST,
         "dark_mode": True,
         "autostart_tray": True,
         "connection_quality": 4,
@@ -151,9 +151,21 @@ def test_yes_no_and_on_stay_game_names(tmp_path: Path, home: Path) -> None:
 
 
 @pytest.mark.parametrize("example", ["twitchminert.yaml", "minimal.yaml", "docker/twitchminert.yaml"])
-def test_the_examples_are_valid(example: str, home: Path) -> None:
-    result = twitchminert("config", "validate", str(EXAMPLES / example), home=home)
+def test_the_examples_are_valid(example: str, home: Path, tmp_path: Path) -> None:
+    result = twitchminert("config", "validate", "--syntax-only", str(EXAMPLES / example), home=home)
     assert (result.returncode, result.stdout.decode(), result.stderr) == (0, f"{EXAMPLES / example}: OK\n", b"")
+    # On a machine with TDM where the example expects it, the full check (what `run` checks) passes too.
+    tdm = tdm_folder(tmp_path)
+    (tdm / "main.py").touch()
+    text = (EXAMPLES / example).read_text().replace("~/TwitchDropsMiner", str(tdm)).replace("dir: /tdm", f"dir: {tdm}")
+    placed = write(tmp_path / "placed.yaml", text.replace("path: /data", f"path: {tmp_path / 'data'}"))
+    result = twitchminert("config", "validate", str(placed), home=home)
+    assert (result.returncode, result.stderr) == (0, b"")
+    (tdm / "main.py").unlink()
+    result = twitchminert("config", "validate", str(placed), home=home)
+    assert (result.returncode, errors(result)) == (2, [
+        f"twitchminert: placed.yaml:{line_of(text, '  dir:')}: miner.dir: {tdm} has no main.py: point it at TDM's folder, or set miner.command"
+    ])
 
 
 def test_the_full_example_shows_the_defaults_and_every_key_left_out_is_valid(tmp_path: Path, home: Path) -> None:
@@ -168,7 +180,7 @@ def test_the_full_example_shows_the_defaults_and_every_key_left_out_is_valid(tmp
     enabled = re.sub(r"(?m)^(\s*)#([a-z_]+:)", r"\1\2", text)
     assert len(enabled.splitlines()) == len(text.splitlines()) and enabled.count("#") < text.count("#")
     every_key = write(tmp_path / "every-key.yaml", enabled)
-    result = twitchminert("config", "validate", str(every_key), home=home)
+    result = twitchminert("config", "validate", "--syntax-only", str(every_key), home=home)
     assert result.returncode == 0, result.stderr
     assert set(load_config(every_key).settings) == set(settings_file.KEYS)  # each TDM setting is documented
 

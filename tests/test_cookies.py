@@ -181,7 +181,7 @@ def test_unreadable_file(tmp_path: Path):
     info = read_jar(path)
 
     assert (info.present, info.format) == (True, "unreadable")
-    assert info.error == "cannot read: Is a directory"
+    assert info.error == "cannot read: a directory, not a regular file"
 
 
 class Exploit:

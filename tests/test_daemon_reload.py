@@ -191,6 +191,23 @@ def test_a_new_web_config_on_the_same_address_takes_the_socket_over(tmp_path: Pa
     assert failures == []
 
 
+def test_a_reload_that_fails_part_way_changes_nothing(tmp_path: Path, started) -> None:
+    """A new listen address is bound before the new miner folder is found missing: the reload fails
+    whole, the new address is let go, the old server and config stay."""
+    path = write_config(tmp_path / "twitchminert.yaml")
+    daemon = started(path)
+    old = url(daemon)
+    port = free_port()
+    write_config(path, listen=f"127.0.0.1:{port}", miner_dir=tmp_path / "no-such-tdm", mode="run")
+    ok, message = daemon.reload("file")
+    assert not ok and "no-such-tdm" in message
+    assert daemon.supervisor is None and daemon.config.miner.dir is None
+    assert http_get(old + "/-/healthy") == (200, "OK\n")
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", port))  # released
+    assert config_events(daemon) == []
+
+
 # -- start-up ---------------------------------------------------------------------------------------
 
 
@@ -228,6 +245,7 @@ def test_a_missing_miner_dir_stops_start_up_and_frees_the_port(tmp_path: Path) -
 # -- the file watcher -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_file_changes_are_reported_once_the_file_is_stable(tmp_path: Path) -> None:
     path = tmp_path / "twitchminert.yaml"
     path.write_text("settings: {}\n")

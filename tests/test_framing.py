@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from exporter.framing import Framer, Record
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "tdm" / "runs"
+from conftest import RUNS as FIXTURES
+
 FIXTURE_LOGS = sorted(FIXTURES.glob("*/log.txt"))
 HEADER_LINE = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})\.(\d{3,4}):\t *([A-Z]+):\t(.*)$")
 

@@ -156,3 +156,17 @@ def test_saved_and_restored_picture_is_the_same():
     broken = InventoryState()
     broken.restore('{"known": true}')  # an older or damaged save: dropped, the next hello rebuilds it
     assert broken.view() == InventoryState().view()
+
+
+def test_saved_picture_is_what_dataclasses_asdict_gives():
+    """to_json skips asdict's deep copies for speed; the JSON must not change."""
+    import dataclasses
+
+    state = fold(HELLO, ("login", {"state": "login_required", "user_id": None}),
+                 ("login_code", {"user_code": "ABCDEFGH", "activation_url": "https://x.invalid/a", "expires_at": NOW + 1800}),
+                 ("campaign", {"campaign": campaign()}), ("current_drop", {"drop": drop(confirmed=2, estimated=1)}),
+                 ("channel", {"channel": channel("1")}), ("watching", {"id": "1"}), ("games", {"games": [{"id": "1", "name": "G"}]}),
+                 ("websocket", {"idx": 1, "status": "Connected", "topics": 3}), ("status", {"text": "Watching: x"}))
+    expected = dataclasses.asdict(state)
+    expected["websockets"] = [[idx, *entry] for idx, entry in state.websockets.items()]
+    assert state.to_json() == json.dumps(expected, separators=(",", ":"))

@@ -210,7 +210,6 @@ def test_module_form_and_usage_errors(tmp_path):
         assert subprocess.run([*run_module, *bad], cwd=REPO, capture_output=True).returncode == 2
 
 
-@pytest.mark.skipif(not SIMULATOR.exists(), reason="no simulator")
 def test_the_simulator_through_the_launcher(tmp_path):
     """The simulated TDM prints GUI-only lines through gui.ConsoleOutput.print, as TDM does."""
     output = tmp_path / "logs" / "miner_output.log"

@@ -74,6 +74,7 @@ def test_a_key_is_sent_once_also_after_a_restart(store) -> None:
             again.stop()
         assert [m["message"] for m in receiver.messages] == ["body of claim-1", "body of claim-2"]
         assert receiver.messages[0]["title"] == "Twitchminert: drop_claimed"
+        assert receiver.messages[0]["type"] == "success"  # Apprise's message type: a colour or an icon
         recent = again.recent()
         assert [(r["event"], r["result"], r["channel"]) for r in recent] == [("drop_claimed", "sent", "json://****")] * 2
         assert TOKEN not in json.dumps(recent)
@@ -154,6 +155,17 @@ def test_a_repeating_event_is_sent_once_per_min_interval(store) -> None:
         }
 
 
+def test_the_counters_of_each_configured_event_start_at_zero(store) -> None:
+    notifier = Notifier((NotifyChannel(("json://127.0.0.1:9/x",), events=("crash_loop", "drop_claimed")),), NotifyRules(), store)
+    registry = CollectorRegistry()
+    registry.register(NotifyCollector(lambda: notifier))
+    for event in ("crash_loop", "drop_claimed"):
+        for result in ("sent", "failed", "suppressed", "dropped"):
+            assert value(registry, "tdm_notifications_total", event=event, result=result) == 0
+    assert value(registry, "tdm_notifications_total", event="stalled", result="failed") is None
+    assert value(registry, "tdm_notification_queue_length") == 0
+
+
 def test_a_channel_gets_only_the_events_it_asked_for(store) -> None:
     with Receiver() as receiver:
         notifier = started(NotifyChannel((receiver.url(),), events=("crash_loop",)), store=store)
@@ -201,7 +213,7 @@ def test_routes_answer_json_and_refuse_cross_site_and_non_json(store) -> None:
     empty = Server("127.0.0.1", 0, web_routes(store, None)).start()
     try:
         status, _, body = request(empty.port, "/api/notify/test", {}, "POST", body=b"")
-        assert status == 409 and "notify" in json.loads(body)["error"]
+        assert status == 409 and json.loads(body)["error"] == "not_configured"
     finally:
         empty.stop()
 

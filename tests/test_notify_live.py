@@ -4,7 +4,6 @@ local HTTP receiver (`json://127.0.0.1:PORT/...`)."""
 from __future__ import annotations
 
 import json
-import signal
 import time
 from pathlib import Path
 
@@ -23,10 +22,10 @@ from conftest import (
     stop_all,
     wait_until,
 )
+from helpers import request
 from receiver import Receiver
 
 from exporter.capture import format_record
-from exporter.demo import SIMULATOR_MAIN
 
 TOKEN = "s3cr3t-token"
 
@@ -48,11 +47,6 @@ def notifications(daemon: DaemonProcess) -> dict:
     assert code == 200, body
     assert TOKEN not in body
     return json.loads(body)
-
-
-def press_login(workdir: Path) -> None:
-    [simulator] = [p for p in processes_mentioning(str(workdir)) if str(SIMULATOR_MAIN) in " ".join(p.cmdline())]
-    simulator.send_signal(signal.SIGUSR2)
 
 
 def test_a_claimed_drop_in_the_demo_is_notified_exactly_once(tmp_path: Path) -> None:
@@ -98,7 +92,7 @@ def test_a_crash_loop_is_notified_once(tmp_path: Path) -> None:
         finally:
             stop_all([daemon], tmp_path)
         [message] = receiver.of("Twitchminert: crash loop")
-        assert "crash loop: 2 restarts" in message["message"]
+        assert "crash loop: 2 restarts" in message["message"] and message["type"] == "failure"
         assert [r["event"] for r in recent if r["event"] == "crash_loop"] == ["crash_loop"]
         assert sample(metrics, "tdm_notifications_total", event="crash_loop", result="sent") == 1
         assert not receiver.of("Twitchminert: gave up")
@@ -149,14 +143,19 @@ def test_login_required_once_across_a_restart_then_the_code_once(tmp_path: Path)
             wait_until(lambda: status_json(again)["status"] == "login_required", 30, what="TDM to ask again")
             pause(3)  # three looks at the same wait
             assert len(receiver.of("Twitchminert: login required")) == 1
-            press_login(tmp_path)
+            wait_until(lambda: status_json(again)["login"]["can_press_login"], 30, what="the Login button")
+            status, _, raw = request(int(again.url.rsplit(":", 1)[1]), "/api/miner/login",
+                                     {"Content-Type": "application/json"}, "POST", body=b"{}")
+            assert status == 202, raw
+            login = json.loads(raw)["login"]
             wait_until(lambda: receiver.of("Twitchminert: log TDM in"), 30, what="the message with the code")
             wait_until(lambda: receiver.of("Twitchminert: recovered"), 60, what="logged in")
             pause(1.5)
         finally:
             stop_all([again], tmp_path)
         [code] = receiver.of("Twitchminert: log TDM in")
-        assert "https://www.twitch.tv/activate" in code["message"] and "Enter the code " in code["message"]
+        assert code["message"].startswith(f"Enter the code {login['user_code']} at {login['activation_url']}")
+        assert "expires at" in code["message"]
         assert len(receiver.of("Twitchminert: login required")) == 1
         assert len(receiver.of("Twitchminert: recovered")) == 1
         assert not any(psutil.pid_exists(p.pid) and p.is_running() for p in processes_mentioning(str(tmp_path)))

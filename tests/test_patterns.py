@@ -24,7 +24,7 @@ from exporter.patterns import (
 )
 from exporter.redaction import redact
 
-RUNS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "tdm" / "runs"
+from conftest import RUNS
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "patterns.yaml"
 HEADER = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})\.(\d{3,4}):\t *([A-Z]+):\t(.*)$")
 BUILTIN = PatternSet.builtin()

@@ -282,12 +282,12 @@ def test_follower_follows_appends_and_stops_cleanly(tmp_path: Path) -> None:
 
 def test_catch_up_reports_percent_rate_and_eta_then_caught_up() -> None:
     catch_up = CatchUp(threshold=100, every=5.0)
-    assert catch_up.update(0.0, 50, 0, 0) is None  # a few bytes behind: nothing to say
-    assert catch_up.update(1.0, 1000, 0, 0) == "catching up: 0.0 MiB to read"
-    assert catch_up.update(2.0, 800, 200, 20) is None  # not 5 s yet
-    line = catch_up.update(6.0, 500, 300, 30)
-    assert line == "catching up: 50% (0.0 MiB left), 10 records/s, ETA 5 s"
-    assert catch_up.update(8.0, 0, 500, 50).startswith("caught up: 0.0 MiB, 100 records in 7.0 s")
+    assert catch_up.update(0.0, 50, 10, 1) is None  # a few bytes behind: nothing to say
+    assert catch_up.update(1.0, 3 << 20, 1 << 20, 10) == "catching up: 4.0 MiB to read"  # the first read too
+    assert catch_up.update(2.0, 2 << 20, 1 << 20, 10) is None  # not 5 s yet
+    line = catch_up.update(6.0, 2 << 20, 0, 30)
+    assert line == "catching up: 50% (2.0 MiB left), 10 records/s, ETA 5 s"
+    assert catch_up.update(8.0, 0, 2 << 20, 50).startswith("caught up: 4.0 MiB, 100 records in 7.0 s")
     assert catch_up.update(9.0, 50, 0, 0) is None
 
 

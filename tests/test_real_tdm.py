@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 from conftest import sample, wait_until
+from helpers import expect, headless_chromium
 from realtdm import MOCK_GAME, SHARED, real_tdm, tdm_runtime  # noqa: F401  (fixtures)
 
 from exporter.lockfile import lock_holder
@@ -75,10 +77,8 @@ def test_restored_session_mines_claims_goes_idle_and_closes_with_the_daemon(real
     idle = tdm.wait_status(
         lambda s: s["drops"]["claimed_total"] >= 1 and s["status"] == "no_campaigns", what="claim, then idle"
     )
-    assert idle["current_mining"] == {
-        "channel": None, "game": idle["current_mining"]["game"], "drop": None, "progress_minutes": None,
-        "required_minutes": None, "percent": None, "eta": None, "last_progress": None,
-    }
+    stale = ("channel", "drop", "progress_minutes", "required_minutes", "percent", "eta", "last_progress")
+    assert {key: idle["current_mining"][key] for key in stale} == dict.fromkeys(stale)
     metrics = tdm.metrics()
     assert sample(metrics, "tdm_drops_claimed_total", game=MOCK_GAME) == 1
     assert "\ntdm_watching_info{" not in metrics and "\ntdm_drop_current_minutes{" not in metrics
@@ -101,7 +101,7 @@ def test_restored_session_mines_claims_goes_idle_and_closes_with_the_daemon(real
 # -- logins, errors, terminated TDMs ---------------------------------------------------------------
 
 
-def test_fresh_start_waits_for_a_login_and_tdm_cannot_open_a_browser(real_tdm, tdm_runtime):
+def test_fresh_start_waits_for_a_login_tdm_cannot_open_a_browser_and_logs_in_from_the_page(real_tdm, tdm_runtime):
     tdm = real_tdm(session="fresh")
     status = tdm.wait_status(
         lambda s: s["status"] == "login_required" and s["session"] == "login_required", what="login required"
@@ -126,9 +126,22 @@ def test_fresh_start_waits_for_a_login_and_tdm_cannot_open_a_browser(real_tdm, t
     )
     assert opened.returncode == 0, opened.stderr
     assert opened.stdout.strip() == "true"  # the harmless BROWSER, not one of the browsers on PATH
+    # Then the user presses Login from the page (the bridge), TDM gets its token and mines.
+    code, answer = wait_until(
+        lambda: (reply := tdm.post_json("/api/miner/login"))[0] != 409 and reply, 30, what="a login to press"
+    )
+    assert code == 202, answer
+    mining = tdm.wait_status(lambda s: s["session"] == "authenticated" and s["status"] == "mining", what="logged in, mining")
+    assert mining["pid"] == status["pid"]  # the same TDM: no restart was needed
+    assert (tdm.tdm_dir / "cookies.jar").stat().st_size > 0  # TDM saved its new session (fresh: none before)
 
 
-def test_fatal_error_stops_tdm_without_sigkill_and_tells_why(real_tdm):
+@pytest.fixture(scope="module")
+def browser():
+    yield from headless_chromium("the status page of a real TDM")
+
+
+def test_fatal_error_stops_tdm_without_sigkill_and_tells_why(real_tdm, browser):
     tdm = real_tdm(proxy="407", miner=ONE_EXIT)
     (exited,) = wait_until(lambda: tdm.supervisor_events("exited"), 60, what="TDM's exit after its fatal error")
     # Issue 11.2: terminated after the fatal error, TDM dies of SIGTERM (143), not of SIGKILL (137).
@@ -147,6 +160,14 @@ def test_fatal_error_stops_tdm_without_sigkill_and_tells_why(real_tdm):
     assert sample(metrics, "tdm_miner_exits_total", code="143", meaning="killed by SIGTERM") == 1
     assert sample(metrics, "tdm_miner_restarts_total", reason="terminated") == 1
     assert "did not stop within" not in tdm.output()
+    # ... and on the page: "Last exit: 143 (killed by SIGTERM): aiohttp...ClientHttpProxyError: 407, ..."
+    page = browser.new_page()
+    try:
+        page.goto(tdm.url + "/")
+        expect(page.locator("#last-exit")).to_contain_text("ClientHttpProxyError", timeout=15_000)
+        assert page.locator("#last-exit").text_content().startswith("143 (killed by SIGTERM): ")
+    finally:
+        page.close()
 
 
 def test_critical_task_crash_is_restarted_without_sigkill(real_tdm):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from exporter.redaction import redact
 
-RUNS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "tdm" / "runs"
+from conftest import RUNS
 HEADER = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})\.(\d{3,4}):\t *([A-Z]+):\t(.*)$")
 
 TOKEN = "mockaccesstoken0123456789abcd"

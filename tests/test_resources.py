@@ -85,6 +85,7 @@ def test_exclude_leaves_a_process_out(tree):
     assert kept != excluded
 
 
+@pytest.mark.slow
 def test_cpu_counter_never_goes_backwards_as_children_come_and_go(tree):
     """Children burn CPU, are sampled, exit and are reaped: their CPU must stay in the counter."""
     sampler = ProcessTreeSampler(tree.proc.pid)
@@ -139,7 +140,8 @@ def test_missing_root_gives_none():
     assert ProcessTreeSampler(proc.pid).sample() is None
 
 
-def test_sample_cost_for_five_processes(tree, capsys):
+@pytest.mark.slow
+def test_sample_cost_for_five_processes(tree):
     for _ in range(4):
         tree.spawn()
     sampler = ProcessTreeSampler(tree.proc.pid)
@@ -150,10 +152,8 @@ def test_sample_cost_for_five_processes(tree, capsys):
         sampler.sample()
         timings.append(time.perf_counter() - started)
     per_sample = sorted(timings)[len(timings) // 2]  # the median: other work on the box adds outliers
-    host_processes = len(psutil.pids())
-    with capsys.disabled():
-        print(f"\nsample(): {per_sample * 1e6:.0f} µs for 5 processes ({host_processes} processes on the host)")
-    assert per_sample < 0.05  # typically 2-4 ms, most of it psutil's scan of /proc
+    # typically 2-4 ms, most of it psutil's scan of /proc (benchmarks/ print figures; a test only checks them)
+    assert per_sample < 0.05, f"sample(): {per_sample * 1e6:.0f} µs for 5 processes ({len(psutil.pids())} on the host)"
 
 
 def test_sampling_this_process():

@@ -26,7 +26,7 @@ from exporter.simulator import settings as sim_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM_MAIN = ROOT / "exporter" / "simulator" / "main.py"
-FIXTURE_RUNS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "tdm" / "runs"
+from conftest import RUNS as FIXTURE_RUNS
 
 SPEED = "600"  # a simulated minute every 0.1 s
 DEADLINE = 20.0  # seconds; generous for a loaded machine, never reached when things work
@@ -247,7 +247,6 @@ def stop(sim: Sim, signum: int = signal.SIGTERM) -> int:
 # ---- log.txt format and levels ---------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not FIXTURE_RUNS.is_dir(), reason="shared TDM fixtures not available")
 @pytest.mark.parametrize(
     "run", ["A_fresh_login_vvvv", "C_restore_cookie_vv", "E_restore_cookie_vvv", "F_errors_and_fatal_vvv"]
 )

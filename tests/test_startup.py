@@ -61,5 +61,5 @@ def test_a_bad_listen_address_flag_is_one_line(tmp_path: Path, address: str, rea
     config = simulator_config(tmp_path, "happy")
     done = twitchminert("run", "--config.file", str(config), "--web.listen-address", address, home=tmp_path / "home")
     assert done.returncode == 2
-    assert done.stderr == f"twitchminert: web.listen_address {address}: {reason}\n"
+    assert done.stderr == f"twitchminert: --web.listen-address: {reason}\n"  # the flag, as the user typed it
     assert not (tmp_path / "tdm" / "settings.json").exists()

@@ -183,6 +183,7 @@ def _acknowledged(output: bytes) -> int:
     return int(lines[-1]) if lines else 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs kill -9")
 def test_kill_9_mid_commit_resumes_exactly(tmp_path: Path) -> None:
     path = tmp_path / "store.db"

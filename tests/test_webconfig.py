@@ -31,7 +31,7 @@ from exporter.webconfig import (
     UNAUTHORIZED,
     Authenticator,
     Gate,
-    WebConfig,
+    WebConfigFile,
     WebConfigError,
     load_web_config,
     parse_basic,
@@ -131,7 +131,7 @@ class _HTTPServer(ThreadingHTTPServer):
 class TestServer:
     __test__ = False
 
-    def __init__(self, web: WebConfig | None) -> None:
+    def __init__(self, web: WebConfigFile | None) -> None:
         routes = {
             "/metrics": get(lambda request: text(200, "metrics")),
             "/-/healthy": get(lambda request: text(200, "OK")),
@@ -156,7 +156,7 @@ class TestServer:
 def serve():
     started: list[TestServer] = []
 
-    def start(web: WebConfig | None) -> TestServer:
+    def start(web: WebConfigFile | None) -> TestServer:
         server = TestServer(web)
         started.append(server)
         return server
@@ -176,7 +176,7 @@ def client_context(pki: Path, cert: str | None = None, maximum: ssl.TLSVersion |
 
 
 @pytest.fixture
-def secured(folder: Path, alice_hash: str) -> WebConfig:
+def secured(folder: Path, alice_hash: str) -> WebConfigFile:
     return load_web_config(
         write(
             folder,
@@ -198,7 +198,7 @@ http_server_config:
 # -- TLS and basic auth over real connections ----------------------------------------------------
 
 
-def test_tls_with_basic_auth(serve, secured: WebConfig, pki: Path) -> None:
+def test_tls_with_basic_auth(serve, secured: WebConfigFile, pki: Path) -> None:
     server = serve(secured)
     tls = client_context(pki)
 
@@ -218,14 +218,14 @@ def test_tls_with_basic_auth(serve, secured: WebConfig, pki: Path) -> None:
     assert request(server.port, "/nope", headers=basic_auth("alice", PASSWORD), context=tls)[0] == 404
 
 
-def test_plain_http_to_the_tls_port_fails_and_tls_still_works(serve, secured: WebConfig, pki: Path) -> None:
+def test_plain_http_to_the_tls_port_fails_and_tls_still_works(serve, secured: WebConfigFile, pki: Path) -> None:
     server = serve(secured)
     with pytest.raises((http.client.HTTPException, OSError)):
         request(server.port, "/-/healthy")
     assert request(server.port, "/-/healthy", context=client_context(pki))[0] == 200
 
 
-def test_a_silent_client_does_not_block_the_accept_loop(serve, secured: WebConfig, pki: Path) -> None:
+def test_a_silent_client_does_not_block_the_accept_loop(serve, secured: WebConfigFile, pki: Path) -> None:
     server = serve(secured)
     with socket.create_connection(("127.0.0.1", server.port), timeout=10):  # connects, never says hello
         assert request(server.port, "/-/healthy", context=client_context(pki))[0] == 200
@@ -285,7 +285,7 @@ def test_cross_site_posts_are_refused_even_without_a_web_config(serve) -> None:
     assert request(server.port, "/metrics", {"Origin": "http://evil.example"})[0] == 200  # GET is not a POST
 
 
-def test_a_cross_site_post_with_valid_credentials_is_refused(serve, secured: WebConfig, pki: Path) -> None:
+def test_a_cross_site_post_with_valid_credentials_is_refused(serve, secured: WebConfigFile, pki: Path) -> None:
     server = serve(secured)
     tls = client_context(pki)
     headers = {**basic_auth("alice", PASSWORD), "Origin": "https://evil.example"}
@@ -298,6 +298,7 @@ def test_a_cross_site_post_with_valid_credentials_is_refused(serve, secured: Web
 # -- the authenticator ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_unknown_users_and_wrong_passwords_take_the_same_time(alice_hash: str) -> None:
     authenticator = Authenticator({"alice": alice_hash.encode(), "bob": alice_hash.encode()})
     wrong, unknown = [], []

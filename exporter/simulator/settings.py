@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 SETTINGS_NAME = "settings.json"
 
@@ -38,6 +39,7 @@ class URL:
     def __init__(self, value: str) -> None:
         if not isinstance(value, str):
             raise TypeError(f"Constructor parameter should be str, got {value!r}")
+        urlsplit(value).port  # as yarl: a broken IPv6 host or a bad port raises ValueError (TDM stops)
         self._value = value
 
     def __str__(self) -> str:
@@ -137,22 +139,21 @@ def _new_path(path: Path) -> Path:
 
 
 def json_load(path: Path, defaults: Mapping[str, Any]) -> dict[str, Any]:
-    template = dict(defaults)
-    loaded: Any = _MISSING
+    # In TDM's order: a top level that decodes to None, a list or an unknown __type raises in _remove_missing.
+    combined: Any = None
     new_path = _new_path(path)
     if new_path.exists():
         try:
             with open(new_path, encoding="utf8") as file:
-                loaded = json.load(file, object_hook=_deserialize)
+                combined = _remove_missing(json.load(file, object_hook=_deserialize))
         except json.JSONDecodeError:
             new_path.unlink()  # a half-written .new is thrown away; a valid one wins
-    if loaded is _MISSING and path.exists():
+    if combined is None and path.exists():
         with open(path, encoding="utf8") as file:
-            loaded = json.load(file, object_hook=_deserialize)
-    if loaded is _MISSING:
-        return template
-    combined = _remove_missing(loaded)
-    merge_json(combined, template)
+            combined = _remove_missing(json.load(file, object_hook=_deserialize))
+    if combined is None:
+        return dict(defaults)
+    merge_json(combined, dict(defaults))
     return combined
 
 
