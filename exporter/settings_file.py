@@ -458,9 +458,12 @@ def restore_last_good(directory: Path) -> bool:
     except SettingsUnreadable:
         pass
     path = directory / SETTINGS_NAME
-    current = _read_or_none(path)
-    if current is not None and not _loadable(current):
+    try:
+        current = _read_or_none(path)
         last_good = _read_or_none(directory / LAST_GOOD_NAME)
+    except safefile.NotARegularFile:  # a folder or FIFO where a file belongs: not ours to replace; the caller sets it aside
+        return False
+    if current is not None and not _loadable(current):
         if last_good is None or not _loadable(last_good):
             return False
         _atomic_write(path, last_good)

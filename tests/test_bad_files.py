@@ -184,6 +184,21 @@ def test_every_reader_refuses_a_fifo_without_blocking(specials: dict[str, Path],
         settings_file.load(tdm)
 
 
+@pytest.mark.parametrize("kind", ["FIFO", "folder"])
+def test_a_settings_json_that_is_not_a_file_is_set_aside_before_tdm_starts(tmp_path: Path, kind: str) -> None:
+    """TDM would hang on a FIFO (open blocks) or stop on a folder; the start-up preflight sets it aside."""
+    from exporter.settings_sync import BROKEN_SUFFIX, SettingsSync
+
+    settings = tmp_path / settings_file.SETTINGS_NAME
+    os.mkfifo(settings) if kind == "FIFO" else settings.mkdir()
+    (tmp_path / settings_file.LAST_GOOD_NAME).write_text((FIXTURES / "settings.json").read_text())
+    recorded = []
+    SettingsSync(tmp_path, {"priority": ("A",)}, lambda action, fields: recorded.append(action)).prepare()
+    assert settings_file.load(tmp_path).priority == ("A",)
+    assert (tmp_path / (settings_file.SETTINGS_NAME + BROKEN_SUFFIX)).exists()  # kept, not deleted
+    assert recorded[0] == "settings_set_aside"
+
+
 # -- cookies.jar values that are not JSON's -------------------------------------------------------
 
 
