@@ -27,6 +27,7 @@ from ruamel.yaml.error import CommentMark, YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 from ruamel.yaml.tokens import CommentToken
 
+from . import safefile, yamlfile
 from .config import SETTINGS_SCHEMA, Config, ConfigError, parse_config
 from .redaction import redact
 from .settings_file import KEYS, TdmSettings, plain
@@ -271,7 +272,7 @@ class SettingsEditor:
         reason = None if self.config_file is not None else NO_CONFIG_FILE
         if self.config_file is not None:
             try:
-                data = self.config_file.read_bytes()
+                data = safefile.read_regular(self.config_file, yamlfile.MAX_FILE_BYTES)  # no FIFO to block on
             except OSError as error:
                 reason = f"cannot read {self.config_file}: {error.strerror or error}"
             else:
@@ -320,7 +321,7 @@ class SettingsEditor:
     def _save(self, changes: dict[str, Any], if_match: str | None, user: str | None) -> Answer:
         path = self.config_file
         try:
-            data = path.read_bytes()
+            data = safefile.read_regular(path, yamlfile.MAX_FILE_BYTES)
         except OSError as error:
             return Answer(500, {"error": f"cannot read {path}: {error.strerror or error}"})
         etag = etag_of(data)

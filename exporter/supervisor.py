@@ -37,6 +37,7 @@ from typing import Any, Callable, Mapping
 import psutil
 from loguru import logger
 
+from . import safefile
 from .bridge import SOCKET_NAME
 from .capture import CAPTURED_OUTPUT, OutputCapture
 from .config import MinerConfig
@@ -464,7 +465,7 @@ class Supervisor:
         if self.settings.pid_file is None:
             return None
         try:
-            return self._live(int(self.settings.pid_file.read_text().strip()))
+            return self._live(int(safefile.read_text(self.settings.pid_file, 4096).strip()))  # no FIFO to block on
         except (OSError, ValueError):
             return None
 

@@ -199,6 +199,17 @@ def test_a_settings_json_that_is_not_a_file_is_set_aside_before_tdm_starts(tmp_p
     assert recorded[0] == "settings_set_aside"
 
 
+def test_the_settings_editor_refuses_a_fifo_config_file(specials: dict[str, Path]) -> None:
+    """The console's settings editor reads the config file on an HTTP request thread: it must not block."""
+    from exporter.config import Config
+    from exporter.settings_editor import SettingsEditor
+
+    fifo = specials["a FIFO"]
+    editor = SettingsEditor(fifo, Config, lambda: None, list, lambda *args: None, lambda source: (True, ""))
+    answer = editor.read()  # blocked in open() before
+    assert answer.body["editable"] is False and "a FIFO, not a regular file" in answer.body["reason"]
+
+
 # -- cookies.jar values that are not JSON's -------------------------------------------------------
 
 
