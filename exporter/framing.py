@@ -114,11 +114,11 @@ class Framer:
         # Found after a newline, in one pass: the header of a count-only record (one group per
         # level), or a record to build: its header, its first line, and a "\n" group when a
         # header follows that line (then the record is that one line).
-        counted = b"|".join(b"(" + level.encode("ascii") + b")" for level in self._counted_levels)
-        built = _STAMP + rb"([A-Z]+):\t([^\n]*)(?:(?=(\n)" + _BARE_STAMP + rb"[A-Z]+:\t)|)"
-        self._bulk = re.compile(
-            rb"\n(?:" + (_BARE_STAMP + rb"(?:" + counted + rb"):\t|" if counted else b"") + built + rb")"
-        )
+        # The time is matched once, before the level decides which: groups 1-2 are the time, then
+        # one group per count-only level, then the level, first line and "\n" of a record to build.
+        counted = b"".join(b"(" + level.encode("ascii") + b"):\t|" for level in self._counted_levels)
+        built = rb"([A-Z]+):\t([^\n]*)(?:(?=(\n)" + _BARE_STAMP + rb"[A-Z]+:\t)|)"
+        self._bulk = re.compile(rb"\n" + _STAMP + rb"(?:" + counted + built + rb")")
         self._counted_stamp = re.compile(rb"\n" + _STAMP + rb"(?:" + alternatives + rb"):\t")
 
     @property
@@ -246,11 +246,11 @@ class Framer:
         # The loop below is the hot path of a catch-up: everything it calls is looked up once.
         source, offset, append, next_header = self.source, self.offset, records.append, _NEXT_HEADER.search
         levels = len(self._counted_levels)
-        fields = range(levels + 1, levels + 6)
-        counts = [0] * (levels + 1)
+        fields = (1, 2, levels + 3, levels + 4, levels + 5)
+        counts = [0] * (levels + 3)
         for match in self._bulk.finditer(buf, end - 1, last):
             index = match.lastindex
-            if index <= levels:  # a count-only header: counted, nothing else
+            if index <= levels + 2:  # a count-only header: counted, nothing else
                 counts[index] += 1
                 continue
             timestamp, msecs, level, line, one_line = match.group(*fields)
@@ -282,7 +282,7 @@ class Framer:
         match = following = None
         if any(counts):
             counted = batch.counted
-            for level, n in zip(self._counted_levels, counts[1:]):
+            for level, n in zip(self._counted_levels, counts[3:]):
                 if n:
                     counted[level] = counted.get(level, 0) + n
             newest = self._last_match(self._counted_stamp, last)

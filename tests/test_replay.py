@@ -113,3 +113,17 @@ def test_replay_refuses_a_user_metric_named_like_a_builtin_one(tmp_path: Path) -
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "tdm_websocket_connections" in result.stderr
     assert str(patterns) in result.stderr and "'mine'" in result.stderr
+
+
+def test_config_validate_refuses_a_user_metric_named_like_a_builtin_one(tmp_path: Path) -> None:
+    patterns = tmp_path / "mine.yaml"
+    patterns.write_text("patterns:\n  - {name: mine, regex: 'x', counter: {metric: tdm_websocket_reconnects_total}}\n")
+    config = tmp_path / "twitchminert.yaml"
+    config.write_text(f"logs:\n  patterns: [{json.dumps(str(patterns))}]\nstorage:\n  path: {json.dumps(str(tmp_path / 'data'))}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "config", "validate", str(config)],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "tdm_websocket_reconnects_total" in result.stderr and "exports itself" in result.stderr
+    assert "Traceback" not in result.stderr
