@@ -12,6 +12,7 @@ Without Playwright or Chromium these skip, except with CI=true, where they fail.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import http_get, simulator_config, status_json, wait_until
+from exporter.settings_file import load as load_tdm_settings
 from helpers import expect, headless_chromium
 
 WAIT_MS = 30_000
@@ -75,23 +77,26 @@ def test_adding_a_game_to_the_priority_list_and_saving_restarts_tdm_with_it(page
     page.locator('[data-testid=priority-list] li[data-game="Neon Drift"] [data-action=up]').click()
     expect(games).to_have_text([re.compile("Starfall Arena"), re.compile("Neon Drift"), re.compile("Pixel Kingdoms")])
     page.locator("#set-connection_quality").fill("2")
+    page.locator("#set-priority_mode").select_option("low_availability_first")
     page.locator("[data-testid=settings-save]").click()
     expect(page.locator("[data-testid=settings-result]")).to_have_text(re.compile("^Saved"), timeout=WAIT_MS)
     expect(page.locator("[data-testid=settings-error]:visible")).to_have_count(0)
 
     text = config.read_text()
     assert text.startswith("# hand-written: keep this comment\n")
-    assert "priority_mode: ending_soonest  # the mode I want" in text
+    assert re.search(r"priority_mode: low_availability_first +# the mode I want\n", text)
     assert '["Starfall Arena", "Neon Drift", "Pixel Kingdoms"]' in text  # the flow list stays a flow list
     assert "connection_quality: 2" in text
     audit = wait_until(lambda: audit_events(url), 10, what="the audit event")
     assert audit[0]["fields"]["source"] == "web"
     assert audit[0]["fields"]["changes"]["priority"][1] == ["Starfall Arena", "Neon Drift", "Pixel Kingdoms"]
+    assert audit[0]["fields"]["changes"]["priority_mode"] == ["ending_soonest", "low_availability_first"]
 
     # the usual reload path: TDM is stopped, settings.json written, TDM started again, once
     written = wait_until(lambda: settings_json(tdm_dir).get("priority") == ["Starfall Arena", "Neon Drift", "Pixel Kingdoms"]
                          and settings_json(tdm_dir), 30, what="settings.json with the new list")
     assert written["connection_quality"] == 2
+    assert load_tdm_settings(tdm_dir).priority_mode.yaml_name == "low_availability_first"
     after = wait_until(lambda: (s := status_json(daemon))["running"] and s["pid"] not in (None, first["pid"]) and s, 30,
                        what="TDM running again")
     assert after["supervisor"]["restarts"] == 1
@@ -190,3 +195,63 @@ def test_campaign_cards_in_the_happy_demo(page, daemon_factory):
     assert page.locator("[data-testid=campaign-card] .drop").count() == sum(len(c["drops"]) for c in campaigns)
     page.locator("#tab-channels").click()
     expect(page.locator("[data-testid=channel-row]").first).to_have_attribute("data-watching", "true", timeout=WAIT_MS)
+
+
+# -- history ----------------------------------------------------------------------------------------
+
+
+def test_the_history_shows_what_happened_overnight(page, daemon_factory, tmp_path):
+    """A night in TDM's log: the events paged, filtered and searched, the claims, and both charts."""
+    daemon, config = editor_daemon(daemon_factory, tmp_path)
+    start = datetime.datetime.now().replace(microsecond=0) - datetime.timedelta(hours=8)
+    lines = []
+    for minute in range(1, 61):
+        lines.append(record(start + datetime.timedelta(minutes=minute), "CALL",
+                            f"Drop update from websocket: Gem Pack (Pixel Kingdoms, {minute}/60)"))
+    lines.append(record(start + datetime.timedelta(minutes=61), "GUI", "Claimed drop: Pixel Kingdoms Gem Pack (1/2)"))
+    lines.append(record(start + datetime.timedelta(minutes=62), "WARNING", "Websocket[0] reconnecting..."))
+    for minute in range(1, 6):
+        source = "Drop progress from active search" if minute == 5 else "Drop update from websocket"
+        lines.append(record(start + datetime.timedelta(minutes=62 + minute), "CALL", f"{source}: Crown (Pixel Kingdoms, {minute}/30)"))
+    lines.append(record(start + datetime.timedelta(minutes=70), "INFO", "Checking login"))  # ends the record before
+    (tmp_path / "log.txt").write_text("".join(lines))
+    wait_until(lambda: json.loads(http_get(daemon.url + "/api/history/events?q=Checking")[1])["total"] == 1, 15,
+               what="the log read")
+
+    page.goto(daemon.url + "/#history")
+    rows = page.locator("[data-testid=event-row]")
+    expect(rows).to_have_count(50, timeout=WAIT_MS)  # a page
+    assert rows.nth(0).get_attribute("data-kind") == "login_checking"  # newest first
+    expect(page.locator("[data-testid=history-page]")).to_have_text("1–50 of 68")
+    page.locator("[data-testid=history-older]").click()
+    expect(page.locator("[data-testid=history-page]")).to_have_text("51–68 of 68")
+    expect(rows).to_have_count(18)
+    expect(page.locator("[data-testid=history-older]")).to_be_disabled()
+    page.locator("[data-testid=history-newer]").click()
+    expect(rows).to_have_count(50)
+
+    page.locator("[data-testid=history-level]").select_option("WARNING")
+    expect(rows).to_have_count(1)
+    assert rows.nth(0).get_attribute("data-kind") == "ws_reconnecting"
+    page.locator("[data-testid=history-level]").select_option("")
+    page.locator("[data-testid=history-kind]").select_option("drop_claimed")
+    expect(rows).to_have_count(1)
+    page.locator("[data-testid=history-kind]").select_option("")
+    page.locator("[data-testid=history-search]").fill("crown")
+    expect(rows).to_have_count(5)
+    expect(page.locator("[data-testid=history-page]")).to_have_text("1–5 of 5")
+
+    claims = page.locator("[data-testid=claim-row] td")
+    expect(claims).to_have_count(5)
+    assert claims.all_text_contents()[1:] == ["Pixel Kingdoms", "Gem Pack", "Gem Pack", "1 of 2"]
+    bars = page.locator("[data-testid=chart-per-day] rect")
+    expect(bars).to_have_count(14)
+    claim_day = (start + datetime.timedelta(minutes=61)).date().isoformat()  # local: the browser's zone is ours
+    assert f"{claim_day}: 1" in page.locator("[data-testid=chart-per-day] rect title").all_text_contents()
+    # the current drop over time: Crown, four confirmed points and one estimate
+    expect(page.locator("[data-testid=chart-progress] circle.pt-confirmed")).to_have_count(4)
+    expect(page.locator("[data-testid=chart-progress] circle.pt-estimated")).to_have_count(1)
+
+
+def record(when: datetime.datetime, level: str, text: str) -> str:
+    return f"{when:%Y-%m-%d %H:%M:%S}.000:\t{level:>7}:\t{text}\n"

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import http_post, sample, wait_until
+from conftest import FIXTURES, http_post, sample, wait_until
 from helpers import expect, headless_chromium
-from realtdm import MOCK_GAME, REPO, SHARED, real_tdm, tdm_runtime  # noqa: F401  (fixtures)
+from realtdm import MOCK_GAME, REPO, real_tdm, tdm_runtime  # noqa: F401  (fixtures)
 
 from exporter.lockfile import lock_holder
 from exporter.xvfb import Xvfb
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow  # each starts a real TDM
 
 # One exit is all these tests need: the restart after it waits longer than they run.
 ONE_EXIT = "backoff: {initial: 60s, max: 60s}"
-SETTINGS_FIXTURE = SHARED / "fixtures" / "tdm" / "settings.json"  # written by TDM
+SETTINGS_FIXTURE = FIXTURES / "settings.json"  # written by TDM
 DEVICE_PAGE = "https://www.twitch.tv/activate?device-code=MOCKCODE"  # what TDM opens after Login
 
 
@@ -79,7 +79,8 @@ def test_restored_session_mines_claims_goes_idle_and_closes_with_the_daemon(real
     idle = tdm.wait_status(
         lambda s: s["drops"]["claimed_total"] >= 1 and s["status"] == "no_campaigns", what="claim, then idle"
     )
-    stale = ("channel", "drop", "progress_minutes", "required_minutes", "percent", "eta", "last_progress")
+    stale = ("channel", "drop", "progress_minutes", "required_minutes", "percent", "eta", "last_progress",
+             "campaign_id", "campaign", "confirmed_minutes", "estimated_minutes")  # the last four: the bridge's
     assert {key: idle["current_mining"][key] for key in stale} == dict.fromkeys(stale)
     metrics = tdm.metrics()
     assert sample(metrics, "tdm_drops_claimed_total", game=MOCK_GAME) == 1
