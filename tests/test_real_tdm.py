@@ -19,7 +19,7 @@ import psutil
 import pytest
 from conftest import FIXTURES, http_post, sample, wait_until
 from helpers import expect, headless_chromium
-from realtdm import MOCK_GAME, real_tdm, tdm_runtime  # noqa: F401  (fixtures)
+from realtdm import MOCK_GAME, REPO, real_tdm, tdm_runtime  # noqa: F401  (fixtures)
 
 from exporter.lockfile import lock_holder
 from exporter.xvfb import Xvfb
@@ -99,6 +99,14 @@ def test_restored_session_mines_claims_goes_idle_and_closes_with_the_daemon(real
     assert not alive(mining["pid"]) and not alive(xvfb.pid)
     assert "exited with code 0 (closed)" in tdm.output()
     assert settings.stat().st_mtime_ns > written  # TDM's own save at its normal exit
+    # The exit is in the store too, written while the daemon stopped: `twitchminert events` reads it.
+    listed = subprocess.run(
+        [sys.executable, "-m", "exporter", "events", "--config.file", str(tdm.config_file), "--kind", "supervisor"],
+        capture_output=True, text=True, timeout=60, cwd=REPO, env={**os.environ, "TWITCHMINERT_HOME": str(tdm.workdir)},
+    )
+    assert listed.returncode == 0, listed.stderr
+    last = json.loads(listed.stdout.splitlines()[-1])["fields"]  # oldest first
+    assert (last["action"], last["pid"], last["code"], last["expected"]) == ("miner_exited", mining["pid"], 0, True)
 
 
 # -- logins, errors, terminated TDMs ---------------------------------------------------------------
