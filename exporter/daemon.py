@@ -327,6 +327,9 @@ class Daemon:
         old, new = self.config, candidate.config
         self.config = new
         sections = {key.split(".", 1)[0] for key in changes}
+        renotify = bool({"notify", "settings", "miner", "storage"} & sections)  # channels, priority, stall time, store
+        if renotify:
+            self.notifier.stop()  # before the store it writes to may close
         if old.logs != new.logs or prepared.store is not None:
             self.follower.stop()
             self.pipeline.close()
@@ -350,8 +353,7 @@ class Daemon:
                 self.supervisor.restart("config")  # stop, write settings.json while TDM is down, start
         if "session" in sections:
             self.session_checker = self._session_checker()
-        if {"notify", "settings", "miner", "storage"} & sections:  # channels, priority games, stall time, store
-            self.notifier.stop()
+        if renotify:
             self.notifier = self._notifier()
             self.notifier.start()
         if prepared.server is not None:

@@ -27,7 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from . import notify_send
 from .events import Event, EventKind
 from .http import Request, Response, json_refusal, json_response
-from .notify_rules import Notification, NotifyRules
+from .notify_rules import Notification, NotifyRules, is_news
 from .state import Drop, Snapshot
 
 QUEUE_CAPACITY = 100  # per URL; past it a notification is dropped (counted, stored, logged)
@@ -220,7 +220,7 @@ class Notifier:
 
     def on_event(self, event: Event, known_games: Sequence[str] = (), drop: Drop | None = None) -> None:
         """The pipeline's listener (its lock held): decide and queue, never wait."""
-        if event.kind not in (EventKind.DROP_CLAIMED, EventKind.LOGIN_DEVICE_CODE):
+        if not is_news(event):
             return
         with self._lock:
             found = self.rules.on_event(event, self._clock(), known_games, drop)

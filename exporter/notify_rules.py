@@ -25,6 +25,15 @@ from .state import Drop, Snapshot, game_of_claim
 if TYPE_CHECKING:
     from .supervisor import SupervisorStatus
 
+# Events that are news by themselves (the rest only change the state the ticks look at).
+_NEWS = frozenset({EventKind.DROP_CLAIMED, EventKind.LOGIN_DEVICE_CODE})
+
+
+def is_news(event: Event) -> bool:
+    """Worth giving to `NotifyRules.on_event`: cheap, for a listener told of every event."""
+    return event.kind in _NEWS or stops_mining(event)
+
+
 # Bad states: notified when they start, `recovered` when they clear.
 CONDITIONS = ("login_required", "session_invalid", "miner_terminated", "crash_loop", "gave_up", "miner_down", "stalled")
 ACTIVATION_URL = "https://www.twitch.tv/activate"

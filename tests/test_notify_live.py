@@ -206,3 +206,22 @@ def test_a_reload_switches_channels_and_its_audit_trail_masks_the_urls(tmp_path:
         masked = {"urls": ["json://****"], "events": ["drop_claimed"], "min_interval": 300.0}
         assert change == {"notify.0": [masked, masked]}  # the token changed, it is not shown
         assert TOKEN not in daemon.output()
+
+
+def test_terminated_is_notified_with_its_cause_although_the_restart_comes_at_once(tmp_path: Path) -> None:
+    with Receiver() as receiver:
+        config = with_notify(
+            simulator_config(tmp_path, "terminated", speed=300),  # restart_on_terminated: on (the default)
+            notify_lines(([receiver.url()], ["miner_terminated", "recovered"]), min_interval="1h"),
+        )
+        daemon = DaemonProcess(run_args(config))
+        try:
+            daemon.wait_listening()
+            wait_until(lambda: status_json(daemon)["supervisor"]["restarts"] >= 1, 60, what="the terminated restart")
+            wait_until(lambda: receiver.of("Twitchminert: miner terminated"), 10, what="the miner_terminated message")
+            wait_until(lambda: receiver.of("Twitchminert: recovered"), 30, what="TDM running again")
+        finally:
+            stop_all([daemon], tmp_path)
+        first = receiver.of("Twitchminert: miner terminated")[0]
+        assert first["type"] == "failure"
+        assert first["message"].startswith("TDM stopped mining: ") and "_watch_loop" in first["message"]
