@@ -24,7 +24,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
 from replay_throughput import generate  # noqa: E402
@@ -43,6 +42,21 @@ def build(log: Path, megabytes: int, work: Path) -> None:
     block.unlink()
 
 
+def peak_rss(pid: int) -> int:
+    """The process's peak RSS since its exec (VmHWM), in bytes; 0 once it is gone.
+
+    Not wait4's ru_maxrss: that counts the pages the child shared with this (larger) process
+    between fork and exec."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def replay_with_progress(log: Path) -> None:
     started = time.perf_counter()
     child = subprocess.Popen(
@@ -50,11 +64,17 @@ def replay_with_progress(log: Path) -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     assert child.stderr is not None
-    err = child.stderr.read()
-    _, status, usage = os.wait4(child.pid, 0)
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.append(child.stderr.read()), daemon=True)
+    reader.start()
+    peak = 0
+    while child.poll() is None:  # VmHWM only grows: the last reading before exit is the peak
+        peak = max(peak, peak_rss(child.pid))
+        time.sleep(0.05)
+    reader.join(10)
     wall = time.perf_counter() - started
-    bar = err.decode(errors="replace").replace("\r", "\n").strip().splitlines()
-    print(f"replay --progress: exit {os.waitstatus_to_exitcode(status)}, {wall:.1f} s, peak RSS {usage.ru_maxrss / 1024:.0f} MiB")
+    bar = b"".join(chunks).decode(errors="replace").replace("\r", "\n").strip().splitlines()
+    print(f"replay --progress: exit {child.returncode}, {wall:.1f} s, peak RSS {peak / 2**20:.0f} MiB")
     print(f"  progress bar, first update: {bar[1] if len(bar) > 1 else bar[0]}")
     print(f"  progress bar, last:         {bar[-1]}")
 
@@ -80,14 +100,13 @@ def daemon_catch_up(log: Path, work: Path) -> None:
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    process = psutil.Process(daemon.pid)
     peak = 0
     backlog_seen = []
     try:
         deadline = time.monotonic() + 1800
         next_scrape = 0.0
         while time.monotonic() < deadline:
-            peak = max(peak, process.memory_info().rss)
+            peak = max(peak, peak_rss(daemon.pid))
             if any("caught up" in line for line in lines):
                 break
             if url and time.monotonic() >= next_scrape:
@@ -101,9 +120,7 @@ def daemon_catch_up(log: Path, work: Path) -> None:
                     pass
             time.sleep(0.2)
         elapsed = time.monotonic() - started
-        for _ in range(10):
-            peak = max(peak, process.memory_info().rss)
-            time.sleep(0.2)
+        peak = max(peak, peak_rss(daemon.pid))
         print(f"twitchminert run, following it from the beginning: caught up in {elapsed:.1f} s, peak RSS {peak / 2**20:.1f} MiB")
         for line in lines:
             if "catching up" in line or "caught up" in line:

@@ -13,6 +13,7 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from .config import MIN_STALL_SECONDS, Config, MinerConfig, NotifyChannel, StorageConfig, WebConfig, load_config
 from .lifecycle import BackoffPolicy
@@ -49,6 +50,17 @@ def demo_config(workdir: Path, scenario: str, speed: float, listen_address: str)
     )
 
 
+def at_speed(demo: Config) -> Callable[[Config], Config]:
+    """The demo's speed-scaled times, which no config file can hold (a stall limit under 30 minutes,
+    the simulator's drop minute), set over a config read from its file: at start and at every reload."""
+
+    def adjust(loaded: Config) -> Config:
+        miner = replace(loaded.miner, restart_on_stall=demo.miner.restart_on_stall)
+        return replace(loaded, miner=miner, drop_minute_seconds=demo.drop_minute_seconds)
+
+    return adjust
+
+
 def write_config_file(path: Path, config: Config) -> Config:
     """The demo's config as a YAML file, so the web console's settings editor has a file to edit; the
     config the daemon runs is read back from it, as `run --config.file` would."""
@@ -80,7 +92,7 @@ def write_config_file(path: Path, config: Config) -> Config:
                       f"    min_interval: {channel.min_interval:g}s"]
     path.touch(mode=0o600)  # Apprise URLs carry tokens
     path.write_text("\n".join(lines) + "\n")
-    return load_config(path)
+    return at_speed(config)(load_config(path))
 
 
 def run_demo(scenario: str, listen_address: str, speed: float, notify: tuple[NotifyChannel, ...] = ()) -> int:
@@ -106,11 +118,6 @@ def run_demo(scenario: str, listen_address: str, speed: float, notify: tuple[Not
                 flush=True,
             )
 
-        # The file holds what a user could write; the speed-scaled times are set over it at every reload.
-        def at_speed(loaded: Config) -> Config:
-            miner = replace(loaded.miner, restart_on_stall=demo.miner.restart_on_stall)
-            return replace(loaded, miner=miner, drop_minute_seconds=demo.drop_minute_seconds)
-
-        return run(config, listen_address, config_file, on_started=announce, adjust=at_speed)
+        return run(config, listen_address, config_file, on_started=announce, adjust=at_speed(demo))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

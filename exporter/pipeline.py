@@ -26,6 +26,9 @@ from .timestamps import LocalClock
 
 FALLBACK_POLL_SECONDS = 1.0
 REPLAY_CHUNK = 1 << 20
+# Events are committed at once (the history answers what /metrics shows); a change without events
+# (the bridge's picture, DEBUG records, positions) waits up to this long to share a commit.
+COMMIT_SECONDS = 1.0
 CATCH_UP_BYTES = 8 << 20  # further behind than this, progress is logged while catching up
 CATCH_UP_LOG_SECONDS = 5.0
 RECORD_ERROR_LOG_SECONDS = 60.0  # one failing record is logged; more in this window are only counted
@@ -182,6 +185,8 @@ class Pipeline:
         self._read_errors: dict[str, str] = {}  # file -> what the last read said, while it fails
         self.catch_up = CatchUp()
         self._rolled_back = False
+        self._dirty = False  # handled since the last commit
+        self._committed_at = float("-inf")
         self.tails = self._restore()
 
     def _restore(self) -> TailSet:
@@ -219,49 +224,48 @@ class Pipeline:
         with self.lock:
             return self.handler.state.snapshot(time.time() if wall_now is None else wall_now)
 
-    def poll(self, now: float, read: bool = True) -> int:
-        """Read what is new everywhere, emit due records, commit. Returns records committed.
-
-        `read=False` only emits the records whose quiet time is over (nothing new was signalled).
+    def poll(self, now: float) -> int:
+        """Read what is new everywhere, emit due records, commit (at most once a second).
+        Returns the records handled.
 
         If anything fails on the way, what was read since the last commit is forgotten and read
         again next time: a position is never committed past records that were not handled.
         """
         with self.lock:
             try:
-                return self._poll(now, read)
+                return self._poll(now)
             except BaseException:
                 self._rollback()
                 raise
 
-    def _poll(self, now: float, read: bool) -> int:
+    def _poll(self, now: float) -> int:
         if self._rolled_back:
             self.tails = self._restore()
             self._rolled_back = False
-        records = 0
+        records = read = 0
         changed = False
-        if read:
-            read_bytes = 0
-            for item in self.tails.read():
-                changed = True
-                if isinstance(item, Reset):
-                    records += self._reset(item)
-                else:
-                    records += self._feed(item, now)
-                    read_bytes += len(item.data)
-            changed |= self._note_read_errors()
-            backlog = self.tails.backlog()
-            self.handler.state.backlog = backlog
-            message = self.catch_up.update(now, sum(backlog.values()), read_bytes, records)
-            if message is not None:
-                logger.info("log files: {}", message)
+        for item in self.tails.read():
+            changed = True
+            if isinstance(item, Reset):
+                records += self._reset(item)
+            else:
+                records += self._feed(item, now)
+                read += len(item.data)
+        changed |= self._note_read_errors()
+        backlog = self.tails.backlog()
+        self.handler.state.backlog = backlog
+        message = self.catch_up.update(now, sum(backlog.values()), read, records)
+        if message is not None:
+            logger.info("log files: {}", message)
         for key, framer in self._framers.items():
             batch = framer.flush_due(now)
             if batch.consumed:
                 records += self.handler.take(key, batch)
                 changed = True
-        if changed:
+        self._dirty |= changed
+        if self._dirty and (self.handler.events or now - self._committed_at >= COMMIT_SECONDS):
             self._commit()
+            self._dirty, self._committed_at = False, now
         return records
 
     def _rollback(self) -> None:
@@ -270,10 +274,14 @@ class Pipeline:
         self.handler.take_events()
         self._framers.clear()
         self.tails.close()
+        self._dirty = False
         self._rolled_back = True  # the next poll reopens the files at the committed positions
 
     def next_deadline(self) -> float | None:
+        """When a held record is due, or what was handled is to be committed."""
         deadlines = [d for f in self._framers.values() if (d := f.deadline()) is not None]
+        if self._dirty:
+            deadlines.append(self._committed_at + COMMIT_SECONDS)
         return min(deadlines, default=None)
 
     def wants_more(self) -> bool:
@@ -343,7 +351,14 @@ class Pipeline:
         self._saved_inventory = state.inventory.revision
 
     def close(self) -> None:
-        self.tails.close()
+        """Commit what was handled since the last commit, and close the files."""
+        with self.lock:
+            try:
+                if self._dirty and not self._rolled_back:
+                    self._commit()
+                    self._dirty = False
+            finally:
+                self.tails.close()
 
 
 @dataclass
@@ -427,19 +442,15 @@ class Follower:
         self.watcher.stop()
 
     def _run(self) -> None:
-        read = True
         while not self._stop.is_set():
             try:
-                self.pipeline.poll(time.monotonic(), read)
+                self.pipeline.poll(time.monotonic())
             except Exception as error:  # a bad disk or file must not kill the follower
                 logger.exception("log pipeline: {}", error)
             if self.pipeline.wants_more():
-                read = True
                 continue
             timeout = self.poll_seconds
             deadline = self.pipeline.next_deadline()
             if deadline is not None:
                 timeout = max(0.0, min(timeout, deadline - time.monotonic()))
-            # Woken by a change, or the fallback poll: read. Only a held record's quiet time over:
-            # nothing new was signalled, so emitting it needs no read of the files.
-            read = self.watcher.wait(timeout) or deadline is None or timeout >= self.poll_seconds
+            self.watcher.wait(timeout)

@@ -378,8 +378,9 @@ class Supervisor:
             code = 128 - code
         self._kill_group(child.proc.pid)  # whatever is left of its tree
         self._stop_xvfb()  # a fresh one for the next start (this one ends with its last client anyway)
+        drained_by = time.monotonic() + DRAIN_TIMEOUT  # one budget for all: a browser may hold a pipe open
         for thread in child.threads:
-            thread.join(DRAIN_TIMEOUT)  # the last lines on its pipes, for the cause
+            thread.join(max(0.0, drained_by - time.monotonic()))  # the last lines on its pipes, for the cause
         self._leftovers = [t for t in self._leftovers + child.threads if t.is_alive()]
         expected = self._lifecycle.state is State.STOPPING
         cause = self._cause(child.output_offset) if code != 0 else None

@@ -48,6 +48,7 @@ from typing import Callable, Iterator
 import psutil
 import pytest
 from conftest import (
+    FIXTURES,
     SHARED,
     DaemonProcess,
     free_port,
@@ -65,7 +66,7 @@ MOCK_TWITCH = OFFLINE / "mock_twitch.py"
 PROXY_407 = OFFLINE / "proxy407.py"
 MKPKI = OFFLINE / "mkpki.sh"
 # A cookies.jar TDM wrote after logging in to the mock: with it, TDM restores the session.
-RESTORED_JAR = SHARED / "fixtures" / "tdm" / "cookies" / "cookies-3.14.5-written-by-TDM-run.jar"
+RESTORED_JAR = FIXTURES / "cookies" / "cookies-3.14.5-written-by-TDM-run.jar"
 TDM_VENV_VARIABLE = "TWITCHMINERT_TDM_VENV"
 DEFAULT_TDM_VENV = REPO / ".tdm-venv"
 MOCK_GAME = "Mock Game"  # the one game with an active campaign in the mock

@@ -26,6 +26,7 @@ from helpers import request
 from receiver import Receiver
 
 from exporter.capture import format_record
+from exporter.store import Store
 
 TOKEN = "s3cr3t-token"
 
@@ -121,8 +122,13 @@ def test_a_failing_or_hanging_channel_delays_nothing_and_is_retried(tmp_path: Pa
             assert status_json(daemon)["status"] == "mining"
             stuck.release.set()
             wait_until(lambda: stuck.messages, 20, what="the stuck channel's message once released")
+            campaigns = json.loads(http_get(daemon.url + "/api/campaigns")[1])
         finally:
             stop_all([daemon], tmp_path)
+        # TDM's campaigns (through the bridge) reached the rules: the first list is their baseline.
+        with Store.open(tmp_path / "data" / "twitchminert.sqlite") as store:
+            rules = json.loads(store.load_state()["notify.rules"])
+        assert campaigns and set(rules["known_campaigns"]) == {c["id"] for c in campaigns}
 
 
 def test_login_required_once_across_a_restart_then_the_code_once(tmp_path: Path) -> None:

@@ -334,3 +334,31 @@ def test_replay_progress_bar(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "replay: 100%" in result.stderr and "records=3000" in result.stderr
     assert sample(result.stdout, "tdm_log_records_total", level="INFO") == 3000
+
+
+def test_events_are_committed_at_once_other_changes_within_a_second_and_all_on_close(tmp_path: Path) -> None:
+    """At rest each record was its own transaction; changes without events (DEBUG records, the
+    bridge's picture) now share one a second, while events still reach the history at once."""
+    log = tmp_path / "log.txt"
+    log.write_text(line("Websocket[0] connected."))
+    with Store.open(tmp_path / "state.db") as store:
+        pipeline = Pipeline([str(log)], handler(keep_events=True), store, quiet_seconds=0.0)
+        pipeline.poll(10.0)  # read, and flushed at once (no quiet time): the first commit
+        assert store.load_positions()[str(log)].offset == log.stat().st_size
+        with log.open("a") as file:
+            file.write(line("Request", "DEBUG"))
+        pipeline.poll(10.2)
+        assert store.load_positions()[str(log)].offset < log.stat().st_size  # not yet: no event, within the second
+        assert pipeline.next_deadline() == pytest.approx(11.0)  # a second after the last commit
+        pipeline.poll(11.0)
+        assert store.load_positions()[str(log)].offset == log.stat().st_size
+        with log.open("a") as file:
+            file.write(line("Websocket[1] connected."))
+        pipeline.poll(11.2)  # an event: committed at once
+        assert len(store.query_events(limit=10)) == 2
+        with log.open("a") as file:
+            file.write(line("Request", "DEBUG"))
+        pipeline.poll(11.3)
+        pipeline.close()
+        assert store.load_positions()[str(log)].offset == log.stat().st_size
+        assert store.load_totals()[("tdm_log_records_total", (("level", "DEBUG"),))] == 2

@@ -17,16 +17,18 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import sample, wait_until
+from conftest import FIXTURES, http_post, sample, wait_until
 from helpers import expect, headless_chromium
-from realtdm import MOCK_GAME, SHARED, real_tdm, tdm_runtime  # noqa: F401  (fixtures)
+from realtdm import MOCK_GAME, real_tdm, tdm_runtime  # noqa: F401  (fixtures)
 
 from exporter.lockfile import lock_holder
 from exporter.xvfb import Xvfb
 
+pytestmark = pytest.mark.slow  # each starts a real TDM
+
 # One exit is all these tests need: the restart after it waits longer than they run.
 ONE_EXIT = "backoff: {initial: 60s, max: 60s}"
-SETTINGS_FIXTURE = SHARED / "fixtures" / "tdm" / "settings.json"  # written by TDM
+SETTINGS_FIXTURE = FIXTURES / "settings.json"  # written by TDM
 DEVICE_PAGE = "https://www.twitch.tv/activate?device-code=MOCKCODE"  # what TDM opens after Login
 
 
@@ -77,7 +79,8 @@ def test_restored_session_mines_claims_goes_idle_and_closes_with_the_daemon(real
     idle = tdm.wait_status(
         lambda s: s["drops"]["claimed_total"] >= 1 and s["status"] == "no_campaigns", what="claim, then idle"
     )
-    stale = ("channel", "drop", "progress_minutes", "required_minutes", "percent", "eta", "last_progress")
+    stale = ("channel", "drop", "progress_minutes", "required_minutes", "percent", "eta", "last_progress",
+             "campaign_id", "campaign", "confirmed_minutes", "estimated_minutes")  # the last four: the bridge's
     assert {key: idle["current_mining"][key] for key in stale} == dict.fromkeys(stale)
     metrics = tdm.metrics()
     assert sample(metrics, "tdm_drops_claimed_total", game=MOCK_GAME) == 1
@@ -221,19 +224,10 @@ def test_an_interpreter_without_tdms_requirements_says_what_is_missing(real_tdm)
 def test_a_tdm_started_by_hand_is_followed_and_its_settings_left_alone(real_tdm, tdm_runtime):
     tdm = real_tdm(start=False)
     settings = tdm.tdm_dir / "settings.json"
-    # The user's own settings: TDM's format, their own priority, the mock as their proxy.
-    own = json.loads(SETTINGS_FIXTURE.read_text())
-    own["proxy"] = {"__type": "URL", "data": tdm.proxy_url}
-    settings.write_text(json.dumps(own, indent=4))
+    own = write_own_settings(tdm)
     xvfb = Xvfb()
     xvfb.start()
-    by_hand = subprocess.Popen(
-        [str(tdm_runtime.python), "main.py", "--log", "-vvv"],
-        cwd=tdm.tdm_dir,
-        env={**os.environ, **xvfb.environment(), "SSL_CERT_FILE": str(tdm_runtime.ca_file), "BROWSER": "true"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    by_hand = start_by_hand(tdm, tdm_runtime, xvfb)
     try:
         wait_until(lambda: lock_holder(tdm.tdm_dir / "lock.file") == by_hand.pid, 30, what="the hand-started TDM's lock")
         tdm.wait_log("Checking login")  # past its first second: its SIGTERM handler is installed
@@ -256,6 +250,55 @@ def test_a_tdm_started_by_hand_is_followed_and_its_settings_left_alone(real_tdm,
         if by_hand.poll() is None:
             by_hand.kill()
             by_hand.wait(5)
+        xvfb.stop()
+
+
+def write_own_settings(tdm) -> dict:
+    """A user's own settings.json in TDM's folder: TDM's format, their own priority, the mock as proxy."""
+    own = json.loads(SETTINGS_FIXTURE.read_text())
+    own["proxy"] = {"__type": "URL", "data": tdm.proxy_url}
+    (tdm.tdm_dir / "settings.json").write_text(json.dumps(own, indent=4))
+    return own
+
+
+def start_by_hand(tdm, runtime, xvfb: Xvfb, **env: str) -> subprocess.Popen:
+    """TDM started outside the daemon, in its own session, on `xvfb`, with `env` added."""
+    return subprocess.Popen(
+        [str(runtime.python), "main.py", "--log", "-vvv"],
+        cwd=tdm.tdm_dir,
+        env={**os.environ, **xvfb.environment(), "SSL_CERT_FILE": str(runtime.ca_file), "BROWSER": "true", **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def test_a_tdm_left_by_an_earlier_daemon_is_adopted_restartable_and_stopped(real_tdm, tdm_runtime):
+    # Issue 11.5: what a daemon killed without the parent-death signal left behind (same folder, same
+    # data dir): before, the next daemon attached to it, refused to restart it (409) and left it running.
+    tdm = real_tdm(start=False)
+    write_own_settings(tdm)
+    xvfb = Xvfb()
+    xvfb.start()
+    orphan = start_by_hand(tdm, tdm_runtime, xvfb, TWITCHMINERT_DATA_DIR=str(tdm.data_dir.resolve()))
+    try:
+        wait_until(lambda: lock_holder(tdm.tdm_dir / "lock.file") == orphan.pid, 30, what="the orphan's lock")
+        tdm.wait_log("Checking login")
+        tdm.start()
+        status = tdm.wait_status(lambda s: s["pid"] == orphan.pid, what="the orphan adopted")
+        assert status["supervisor"]["adopted"] and not status["supervisor"]["attached"]
+        assert status["supervisor"]["notice"] is None
+        code, answer = http_post(tdm.url + "/-/restart")
+        assert (code, answer.strip()) == (200, "restarting")
+        assert orphan.wait(15) == 0  # closed normally by our SIGTERM
+        own = tdm.wait_status(lambda s: s["running"] and s["pid"] not in (None, orphan.pid), what="our own TDM")
+        assert own["supervisor"]["restarts"] == 1 and not own["supervisor"]["adopted"]
+        assert tdm.stop() == 0
+        assert not alive(own["pid"])
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait(5)
         xvfb.stop()
 
 

@@ -392,7 +392,7 @@ time.sleep(60)
 
 def test_default_command_runs_main_py_through_the_gui_mirror(supervise, miner_dir: Path, tmp_path: Path):
     (miner_dir / "main.py").write_text(MAIN_PY)
-    supervisor = supervise()  # no command: the current python runs main.py
+    supervisor = supervise(python=Path(sys.executable))  # no command: miner.python runs main.py
     supervisor.start()
     pid = running(supervisor)
     (report,) = reports(miner_dir)
