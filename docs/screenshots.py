@@ -70,7 +70,7 @@ def shoot(browser, url: str, out: Path, prefix: str = "", views=VIEWS, before=No
         context = browser.new_context(color_scheme=scheme, viewport={"width": 1280, "height": 900}, locale="en-GB")
         page = context.new_page()
         page.goto(url + "/")
-        page.wait_for_function("document.querySelector('#status').dataset.state !== 'loading'")
+        page.wait_for_function("document.querySelector('#status').dataset.state !== 'loading'", timeout=60_000)
         if before is not None:
             before(page)
         for view in views:

@@ -681,3 +681,19 @@ def test_settings_without_a_config_file_say_why_and_cannot_save(page, site, brid
     expect(page.locator("[data-testid=priority-list] li")).to_have_count(1)
     expect(page.locator("[data-testid=settings-save]")).to_be_disabled()
     expect(page.locator("[data-testid=priority-add-button]")).to_be_disabled()
+
+
+def test_login_before_the_bridge_connects_and_without_its_login_hook(page, site, bridge):
+    starting = bridged("login_required", state="login_required", user_id=None, can_press_login=False)
+    starting["bridge"] = {"connected": False, "capabilities": {}}  # TDM starting: nothing reported yet
+    bridge.set(status=starting)
+    open_page(page, site, "login_required")
+    expect(page.locator("[data-testid=login-button]")).to_be_disabled()  # enabled once TDM can take the press
+    assert "TDM's window" not in text(page, "#status-detail")
+
+    no_hook = bridged("login_required", state="login_required", user_id=None, can_press_login=False)
+    no_hook["bridge"]["capabilities"]["login"] = "unsupported"
+    bridge.set(status=no_hook)
+    expect(page.locator("#login-body")).to_contain_text("does not let twitchminert press Login", timeout=WITHIN_REFRESH_MS)
+    expect(page.locator("[data-testid=login-button]")).to_have_count(0)
+    assert "TDM's window" in text(page, "#status-detail")
