@@ -212,8 +212,10 @@ class Daemon:
         """Called for every event, on the follower thread (pipeline lock held): keep it short."""
         supervisor = self.supervisor
         if supervisor is not None and self.config.miner.mode == "run" and terminated_while_up(event, supervisor.status()):
-            logger.warning("TDM stopped mining but is still running ({}); restarting it", event.kind.value)
-            supervisor.restart("terminated")
+            # Say what happens: with miner.restart_on_terminated off the supervisor ignores the restart.
+            restarting = supervisor.restart("terminated")
+            logger.warning("TDM stopped mining but is still running ({}); {}", event.kind.value,
+                           "restarting it" if restarting else "not restarting it (miner.restart_on_terminated is off)")
 
     def record(self, action: str, fields: dict[str, Any], kind: EventKind = EventKind.SUPERVISOR) -> None:
         """Our own events (config changes, restores) go to the store beside TDM's."""

@@ -190,6 +190,9 @@ def test_crash_loop_ends_in_failed_until_a_manual_restart(launch, tmp_path: Path
         assert sample(metrics, "tdm_miner_exits_total", code="1", meaning="fatal error") == 3
     assert len(log_times(daemon.output(), r"started the miner")) == 3
     assert status_json(daemon)["supervisor"]["state"] == "failed"
+    # The log says what happened to "Fatal error": no restart, as the setting asks.
+    assert "; restarting it" not in daemon.output()
+    assert "not restarting it (miner.restart_on_terminated is off)" in daemon.output()
 
     assert http_post(daemon.url + "/-/restart")[0] == 200
     wait_until(lambda: state_is(daemon, "running"), 10, what="running again after /-/restart")
