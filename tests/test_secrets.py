@@ -114,6 +114,11 @@ def answers(daemon: DaemonProcess) -> dict[str, str]:
         status, body = http_get(daemon.url + path)
         assert status == 200, path
         result[path] = body
+    # TDM's own view through the bridge (501 without it: attach mode), and the notification channels.
+    for path in ("/api/campaigns", "/api/channels", "/api/games", "/api/notifications"):
+        status, body = http_get(daemon.url + path)
+        assert status in (200, 501), path
+        result[path] = body
     return result
 
 
