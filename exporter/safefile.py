@@ -1,4 +1,4 @@
-"""Read a small file the user or TDM controls, refusing anything that is not a regular file.
+"""Read a small file the user or TDM controls, refusing anything that is not a regular file; replace one atomically.
 
 A FIFO, device or socket put where a config, pattern file, settings.json or cookies.jar belongs must not
 block the thread that reads it (opening a FIFO for reading waits for a writer; reading /dev/zero never
@@ -8,9 +8,11 @@ ends): open with O_NONBLOCK, `fstat` the open descriptor (no race with a rename)
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+import tempfile
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
@@ -64,3 +66,31 @@ def describe(error: OSError) -> str:
     """One line for a refused or unreadable file: `a FIFO, not a regular file`, `No such file or directory`."""
     return error.strerror or str(error)
 
+
+
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """Make a rename or unlink in `directory` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_atomically(path: str | os.PathLike[str], data: bytes, mode: int) -> None:
+    """Replace `path` with `data`, permissions `mode`: a crash leaves the old or the new file, never a part.
+    The temp file is `.<name>.<random>.tmp` beside it (a caller may sweep a killed writer's leftovers)."""
+    directory, name = os.path.split(os.fspath(path))
+    fd, temp = tempfile.mkstemp(dir=directory or ".", prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            os.fchmod(file.fileno(), mode)
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    fsync_dir(directory or ".")

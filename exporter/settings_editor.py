@@ -12,9 +12,7 @@ import difflib
 import hashlib
 import io
 import json
-import os
 import re
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,25 +216,7 @@ def atomic_replace(path: Path, data: bytes) -> None:
     a part. A symlinked config file stays a symlink: its target is replaced."""
     target = path.resolve()
     mode = target.stat().st_mode & 0o7777 if target.exists() else 0o600
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            os.fchmod(file.fileno(), mode)
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    safefile.replace_atomically(target, data, mode)
 
 
 class SettingsEditor:

@@ -28,7 +28,6 @@ import dataclasses
 import json
 import os
 import reprlib
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -378,37 +377,12 @@ def diff(old: TdmSettings, new: TdmSettings) -> dict[str, tuple[Any, Any]]:
 # ---- files --------------------------------------------------------------------------------------------------
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` (mode 0600): a crash leaves either the old or the new file, never a part."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            os.fchmod(file.fileno(), FILE_MODE)
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-    _fsync_dir(path.parent)
-
-
 def _remove(path: Path) -> bool:
     try:
         path.unlink()
     except FileNotFoundError:
         return False
-    _fsync_dir(path.parent)
+    safefile.fsync_dir(path.parent)
     return True
 
 
@@ -440,8 +414,8 @@ def write(directory: Path, settings: TdmSettings) -> bool:
     changed = old != data
     if changed:
         if old is not None and _loadable(old):
-            _atomic_write(directory / LAST_GOOD_NAME, old)
-        _atomic_write(path, data)
+            safefile.replace_atomically(directory / LAST_GOOD_NAME, old, FILE_MODE)
+        safefile.replace_atomically(path, data, FILE_MODE)
     else:
         os.chmod(path, FILE_MODE)
     # after the replace: a crash in between leaves the .new TDM would have loaded before, not a mix
@@ -466,6 +440,6 @@ def restore_last_good(directory: Path) -> bool:
     if current is not None and not _loadable(current):
         if last_good is None or not _loadable(last_good):
             return False
-        _atomic_write(path, last_good)
+        safefile.replace_atomically(path, last_good, FILE_MODE)
     _remove(directory / NEW_NAME)  # it could only be a .new TDM would stop on
     return True
