@@ -76,6 +76,22 @@ def headless_chromium(in_ci: str) -> Iterator[Browser]:
         chromium.close()
 
 
+def console_page(browser: Browser) -> Iterator:
+    """The body of a module's `page` fixture: `yield from console_page(browser)`.
+
+    A page of its own (en-GB, 1280x900) that ends the test failed if it threw or logged a console error.
+    Chromium logs every 4xx answer ("Failed to load resource"): the tests check those answers themselves."""
+    context = browser.new_context(locale="en-GB", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on("console", lambda message: problems.append(f"console {message.type}: {message.text}")
+            if message.type == "error" and "Failed to load resource" not in message.text else None)
+    yield page
+    context.close()
+    assert not problems, problems
+
+
 # -- promtool (Debian's `prometheus`) and PromQL --------------------------------------------------
 
 EXPORTED_METRICS = REPO / "tests" / "data" / "exported_metrics.txt"

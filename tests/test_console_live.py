@@ -21,7 +21,7 @@ import pytest
 
 from conftest import http_get, simulator_config, status_json, wait_until
 from exporter.settings_file import load as load_tdm_settings
-from helpers import expect, headless_chromium
+from helpers import console_page, expect, headless_chromium
 
 WAIT_MS = 30_000
 
@@ -33,16 +33,7 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(locale="en-GB", viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    # Chromium logs every 4xx answer ("Failed to load resource"): the tests check those answers themselves.
-    page.on("console", lambda message: problems.append(f"console {message.type}: {message.text}")
-            if message.type == "error" and "Failed to load resource" not in message.text else None)
-    yield page
-    context.close()
-    assert not problems, problems
+    yield from console_page(browser)
 
 
 def audit_events(url: str) -> list[dict]:

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from helpers import expect, headless_chromium
+from helpers import console_page, expect, headless_chromium
 from realtdm import MOCK_GAME, real_tdm, tdm_runtime  # noqa: F401  (fixtures)
 from test_real_tdm_bridge import MOCK_CAMPAIGN, MOCK_CHANNEL, MOCK_CODE, MOCK_USER_ID
 
@@ -26,13 +26,7 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(locale="en-GB", viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    yield page
-    context.close()
-    assert not problems, problems
+    yield from console_page(browser)
 
 
 def test_a_fresh_real_tdm_is_logged_in_from_the_page(page, real_tdm):
