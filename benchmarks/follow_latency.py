@@ -12,7 +12,6 @@ import argparse
 import json
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -21,6 +20,8 @@ import urllib.request
 from pathlib import Path
 
 import psutil
+
+from daemon_run import listening_url, spawn
 
 COUNT = re.compile(rb'^tdm_log_records_total\{level="CALL"\} (\S+)$', re.M)
 
@@ -42,21 +43,9 @@ def main() -> int:
     log.write_bytes(b"")
     config = work / "config.yaml"
     config.write_text(f"logs:\n  files: [{json.dumps(str(log))}]\nstorage:\n  path: {json.dumps(str(work / 'data'))}\n")
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "run", "--config.file", str(config), "--web.listen-address", "127.0.0.1:0"],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    daemon = spawn(config)
     try:
-        url = None
-        deadline = time.monotonic() + 30
-        assert daemon.stderr is not None
-        while url is None and time.monotonic() < deadline:
-            found = re.search(r"listening on (http://[\d.:]+)/", daemon.stderr.readline())
-            url = found and found.group(1) + "/metrics"
-        if url is None:
-            raise SystemExit("the daemon did not start")
-        threading.Thread(target=daemon.stderr.read, daemon=True).start()  # keep the pipe drained
+        url = listening_url(daemon) + "/metrics"
 
         latencies = []
         with open(log, "ab") as out:

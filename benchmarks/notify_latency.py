@@ -15,7 +15,6 @@ import datetime
 import json
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -23,6 +22,8 @@ import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from daemon_run import listening_url, spawn
 
 
 def receiver(hang: threading.Event | None, arrived: list[float]) -> ThreadingHTTPServer:
@@ -75,21 +76,9 @@ def main() -> int:
         f"logs:\n  files: [{json.dumps(str(log))}]\nstorage:\n  path: {json.dumps(str(work / 'data'))}\n"
         f"notify:\n  - urls: {json.dumps(urls)}\n    events: [drop_claimed]\n"
     )
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "run", "--config.file", str(config), "--web.listen-address", "127.0.0.1:0"],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    daemon = spawn(config)
     try:
-        url = None
-        deadline = time.monotonic() + 30
-        assert daemon.stderr is not None
-        while url is None and time.monotonic() < deadline:
-            found = re.search(r"listening on (http://[\d.:]+)/", daemon.stderr.readline())
-            url = found and found.group(1)
-        if url is None:
-            raise SystemExit("the daemon did not start")
-        threading.Thread(target=daemon.stderr.read, daemon=True).start()
+        url = listening_url(daemon)
 
         latencies = []
         for n in range(args.claims):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -27,6 +26,8 @@ import urllib.request
 from pathlib import Path
 
 import psutil
+
+from daemon_run import listening_url, spawn
 
 RECORDS = (
     ("CALL", "Drop update from websocket: Soak Drop {n} (Soak Game, {m}/120)"),
@@ -62,24 +63,12 @@ def main() -> int:
     patterns.write_text(PATTERNS)
     config = work / "config.yaml"
     config.write_text(config_text(log, data, None))
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "run", "--config.file", str(config), "--web.listen-address", "127.0.0.1:0"],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    daemon = spawn(config)
     stop = threading.Event()
     threads: list[threading.Thread] = []
     counts = {"records": 0, "rotations": 0, "reloads": 0, "scrapes": 0}
     try:
-        url = None
-        deadline = time.monotonic() + 30
-        assert daemon.stderr is not None
-        while url is None and time.monotonic() < deadline:
-            found = re.search(r"listening on (http://[\d.:]+)/", daemon.stderr.readline())
-            url = found and found.group(1) + "/metrics"
-        if url is None:
-            raise SystemExit("the daemon did not start")
-        threads.append(threading.Thread(target=daemon.stderr.read, daemon=True))  # keeps the pipe drained
+        url = listening_url(daemon) + "/metrics"
 
         def write() -> None:
             out = open(log, "ab")
