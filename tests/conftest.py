@@ -64,6 +64,20 @@ def pause(seconds: float) -> None:
     threading.Event().wait(seconds)  # spacing between polls or scrapes, not a synchronisation sleep
 
 
+def twitchminert(*args: str, home: Path, text: bool = True) -> subprocess.CompletedProcess:
+    """`python -m exporter ...` to completion (bounded), with our own files under `home` ($TWITCHMINERT_HOME);
+    `text=False` keeps stdout as bytes, to compare files byte for byte."""
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        check=False,
+        text=text,
+        timeout=60,
+        cwd=REPO,
+        env={**os.environ, "TWITCHMINERT_HOME": str(home)},
+    )
+
+
 def free_port() -> int:
     """A port nothing listens on now (for a server that must be started at a known address)."""
     with socket.socket() as probe:

@@ -7,7 +7,6 @@ was written by TDM's code), and `apply` must never write it while a TDM holds it
 from __future__ import annotations
 
 import json
-import os
 import re
 import stat
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, REPO, wait_until
+from conftest import twitchminert as run_twitchminert
 from tdm_source import TDM
 from test_reload import FIRST, SWAPPED, config_yaml, free_port, line_of
 
@@ -44,15 +44,8 @@ sys.stdin.read()  # hold it until the test closes our stdin
 
 
 def twitchminert(*args: str, home: Path) -> subprocess.CompletedProcess[bytes]:
-    """`python -m exporter ...` to completion (bounded); stdout as bytes, to compare files byte for byte."""
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", *args],
-        capture_output=True,
-        check=False,
-        timeout=60,
-        cwd=REPO,
-        env={**os.environ, "TWITCHMINERT_HOME": str(home)},
-    )
+    """stdout as bytes, to compare files byte for byte."""
+    return run_twitchminert(*args, home=home, text=False)
 
 
 def errors(result: subprocess.CompletedProcess[bytes]) -> list[str]:

@@ -4,14 +4,11 @@ retries, a bad channel delays nothing else, outcomes stored and counted, URLs ne
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, wait_until
+from conftest import twitchminert, wait_until
 from prometheus_client import CollectorRegistry
 from receiver import Receiver
 
@@ -243,18 +240,11 @@ def test_config_reports_every_notify_problem_at_once_without_the_tokens() -> Non
     assert channel.min_interval == 600.0 and "drop_claimed" in channel.events and TOKEN not in repr(config)
 
 
-def twitchminert(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", *args], capture_output=True, text=True, timeout=60, cwd=REPO,
-        env={**os.environ, "TWITCHMINERT_HOME": str(home)},
-    )
-
-
 def test_notify_test_command_reports_each_url_masked(tmp_path: Path) -> None:
     with Receiver() as good, Receiver(fail_first=99) as bad:
         config = tmp_path / "tm.yaml"
         config.write_text(f"notify:\n  - urls: [{json.dumps(good.url())}, {json.dumps(bad.url())}]\n")
-        result = twitchminert(tmp_path / "home", "notify", "test", "--config.file", str(config))
+        result = twitchminert("notify", "test", "--config.file", str(config), home=tmp_path / "home")
     assert result.returncode == 1, result.stderr
     ok, failed = result.stdout.splitlines()
     assert ok == "json://****: ok"
@@ -266,10 +256,10 @@ def test_notify_test_command_reports_each_url_masked(tmp_path: Path) -> None:
 def test_notify_test_and_demo_refuse_a_config_without_good_urls(tmp_path: Path) -> None:
     empty = tmp_path / "empty.yaml"
     empty.write_text("web:\n  listen_address: 127.0.0.1:0\n")
-    result = twitchminert(tmp_path / "home", "notify", "test", "--config.file", str(empty))
+    result = twitchminert("notify", "test", "--config.file", str(empty), home=tmp_path / "home")
     assert result.returncode == 2 and "no notify: section" in result.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"notify:\n  - urls: ['discord://{TOKEN}']\n")  # a webhook needs an id and a token
-    result = twitchminert(tmp_path / "home", "demo", "--config.file", str(bad), "--web.listen-address", "127.0.0.1:0")
+    result = twitchminert("demo", "--config.file", str(bad), "--web.listen-address", "127.0.0.1:0", home=tmp_path / "home")
     assert result.returncode == 2
     assert result.stderr == "twitchminert: bad.yaml:2: notify[0].urls[0]: not a valid Apprise URL (unknown service, or a part is missing): discord://****\n"

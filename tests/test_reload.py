@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -23,7 +22,7 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import REPO, DaemonProcess, free_port, http_get, sample, wait_until
+from conftest import REPO, DaemonProcess, free_port, http_get, sample, twitchminert, wait_until
 
 from exporter import settings_file
 
@@ -110,19 +109,6 @@ def http_post(url: str, headers: dict[str, str] | None = None) -> tuple[int, str
             return answer.status, answer.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
-
-
-def twitchminert(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    """`python -m exporter ...` to completion (bounded), with our own files under `home`."""
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", *args],
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        env={**os.environ, "TWITCHMINERT_HOME": str(home)},
-    )
 
 
 class Miner:

@@ -5,15 +5,12 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, processes_mentioning, simulator_config
+from conftest import processes_mentioning, simulator_config, twitchminert
 
 
 @pytest.fixture
@@ -22,17 +19,6 @@ def busy_port():
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         yield busy.getsockname()[1]
-
-
-def twitchminert(*args: str, home: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        env={**os.environ, "TWITCHMINERT_HOME": str(home)},
-    )
 
 
 def test_run_on_a_busy_port_starts_nothing(tmp_path: Path, busy_port: int) -> None:

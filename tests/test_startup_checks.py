@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,20 +18,9 @@ from exporter.cli import _parser
 from exporter.events import EventKind
 from exporter.patterns import LEVELS
 
-from conftest import REPO, DaemonProcess, free_port, http_post, sample, status_json, wait_until
+from conftest import DaemonProcess, free_port, http_post, sample, status_json, twitchminert, wait_until
 
 MARKER_MAIN = "import pathlib, sys\npathlib.Path(__file__).with_name('started').touch()\n"
-
-
-def twitchminert(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        env={**os.environ, "TWITCHMINERT_HOME": str(home)},
-    )
 
 
 @pytest.fixture
