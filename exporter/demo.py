@@ -107,6 +107,9 @@ def run_demo(scenario: str, listen_address: str, speed: float, notify: tuple[Not
 
         def announce(daemon) -> None:
             base = f"{daemon.server.scheme}://{daemon.server.host}:{daemon.server.port}"
+            # The one scenario that waits for the user: say how to answer it.
+            login = (f"  log it in:    Log in on the status page, or: twitchminert login --web.url {base}\n"
+                     if scenario == "login-required" else "")
             print(
                 f"Twitchminert demo ({scenario} scenario, simulated miner in {workdir})\n"
                 f"  status page:  {base}/\n"
@@ -114,6 +117,7 @@ def run_demo(scenario: str, listen_address: str, speed: float, notify: tuple[Not
                 f"  status JSON:  {base}/api/miner/status\n"
                 f"  events:       {base}/api/events\n"
                 f"  config file:  {config_file} (the page's Settings tab edits it)\n"
+                f"{login}"
                 "Press Ctrl-C to stop.",
                 flush=True,
             )

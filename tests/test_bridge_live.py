@@ -68,6 +68,8 @@ def test_the_login_required_demo_is_logged_in_from_the_api(daemon_factory):
 def test_twitchminert_login_logs_the_demo_in(daemon_factory):
     daemon = daemon_factory(*demo_args("login-required"))
     daemon.wait_listening()
+    # The demo's banner tells a new user the command run here.
+    wait_until(lambda: f"twitchminert login --web.url {daemon.url}\n" in daemon.output() + "\n", 10, what="the banner's login line")
     wait_until(lambda: status_json(daemon)["login"]["can_press_login"], 20, what="a login to wait")
     result = subprocess.run(
         [sys.executable, "-m", "exporter", "login", "--web.url", daemon.url, "--timeout", "60"],
