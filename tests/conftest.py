@@ -275,7 +275,17 @@ def stop_all(daemons: Iterable[DaemonProcess], workdir: Path) -> None:
 # out (the fast suite, well under a minute); CI runs everything. A single slow test elsewhere takes
 # @pytest.mark.slow itself.
 SLOW_MODULES = frozenset({
+    "test_bridge_live",
     "test_config_cli",
+    "test_console_live",
+    "test_daemon_reload",
+    "test_notify_live",
+    "test_real_tdm",
+    "test_real_tdm_bridge",
+    "test_real_tdm_console",
+    "test_real_tdm_notify",
+    "test_real_tdm_secrets",
+    "test_startup_checks",
     "test_daemon",
     "test_landing",
     "test_landing_live",
