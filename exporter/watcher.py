@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Protocol
 
 from loguru import logger
 from watchdog.events import (
@@ -165,6 +165,10 @@ class Watcher:
         return moved
 
 
+class Settable(Protocol):
+    def set(self) -> None: ...
+
+
 class FileChangeWatcher:
     """Sets `changed` when one file is written or replaced (the daemon's config file, so it reloads).
 
@@ -172,7 +176,7 @@ class FileChangeWatcher:
     writes it again a moment later, or a writer that writes it in pieces, is seen when it is done.
     """
 
-    def __init__(self, path: Path, changed: threading.Event, settle: float = 1.0) -> None:
+    def __init__(self, path: Path, changed: Settable, settle: float = 1.0) -> None:
         # Not resolve()d: the identity follows a symlink at every check, so a link switched to a new target
         # (a Kubernetes ConfigMap update) is a change; the target's folder is watched too, for prompt wake-ups.
         self._path = path.absolute()
