@@ -105,7 +105,7 @@ class Housekeeping:
         while not self._stop.wait(TICK_SECONDS):
             now = time.monotonic()
             try:
-                self.sample_cpu(now)
+                self.sample_cpu()
                 self._parts.bridge_link.tick(now)  # is TDM's launcher there? (a bounded ping)
                 self.check_stall()
                 if now >= next_cookies:
@@ -117,16 +117,18 @@ class Housekeeping:
             except Exception as error:  # housekeeping must outlive a bad file or a full disk
                 logger.exception("housekeeping: {}", error)
 
-    def sample_cpu(self, now: float) -> None:
+    def sample_cpu(self) -> None:
         supervisor = self._parts.supervisor
         status = supervisor.status() if supervisor is not None else None
-        cpu = status.resources.cpu_seconds_total if status is not None and status.resources else None
-        if cpu is None:
+        sample = status.resources if status is not None else None
+        if sample is None:
             self._cpu_sample = None
             self._see(cpu_percent=None)
             return
-        self._see(cpu_percent=cpu_percent(self._cpu_sample, now, cpu))
-        self._cpu_sample = (now, cpu)
+        if self._cpu_sample is not None and sample.taken_at == self._cpu_sample[0]:
+            return  # the supervisor samples less often than this ticks: keep the share of the last two
+        self._see(cpu_percent=cpu_percent(self._cpu_sample, sample.taken_at, sample.cpu_seconds_total))
+        self._cpu_sample = (sample.taken_at, sample.cpu_seconds_total)
 
     def check_stall(self) -> None:
         parts = self._parts
