@@ -1,4 +1,4 @@
-"""Housekeeping: the daemon's once-a-second thread, and when to restart TDM.
+"""Housekeeping: the daemon's every-few-seconds thread, and when to restart TDM.
 
 Each tick samples TDM's CPU share, pings the bridge's launcher (every few seconds), restarts a miner whose drop has stopped progressing (when
 `miner.restart_on_stall` is set), reads cookies.jar (and checks the token when asked) every
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .store import Store
     from .supervisor import Supervisor, SupervisorStatus
 
-TICK_SECONDS = 1.0
+TICK_SECONDS = 2.5  # its checks need no finer step: CPU samples every 5 s, pings every 5 s, cookies 10 s, stalls 30 min
 COOKIES_EVERY = 10.0
 PRUNE_EVERY = 600.0
 
@@ -102,10 +102,10 @@ class Housekeeping:
 
     def _run(self) -> None:
         next_cookies = next_prune = time.monotonic()
-        while not self._stop.wait(TICK_SECONDS):
+        while True:  # a first pass at once: the jar and the launcher are seen when the daemon starts
             now = time.monotonic()
             try:
-                self.sample_cpu(now)
+                self.sample_cpu()
                 self._parts.bridge_link.tick(now)  # is TDM's launcher there? (a bounded ping)
                 self.check_stall()
                 if now >= next_cookies:
@@ -116,17 +116,21 @@ class Housekeeping:
                     self.prune()
             except Exception as error:  # housekeeping must outlive a bad file or a full disk
                 logger.exception("housekeeping: {}", error)
+            if self._stop.wait(TICK_SECONDS):
+                break
 
-    def sample_cpu(self, now: float) -> None:
+    def sample_cpu(self) -> None:
         supervisor = self._parts.supervisor
         status = supervisor.status() if supervisor is not None else None
-        cpu = status.resources.cpu_seconds_total if status is not None and status.resources else None
-        if cpu is None:
+        sample = status.resources if status is not None else None
+        if sample is None:
             self._cpu_sample = None
             self._see(cpu_percent=None)
             return
-        self._see(cpu_percent=cpu_percent(self._cpu_sample, now, cpu))
-        self._cpu_sample = (now, cpu)
+        if self._cpu_sample is not None and sample.taken_at == self._cpu_sample[0]:
+            return  # the supervisor samples less often than this ticks: keep the share of the last two
+        self._see(cpu_percent=cpu_percent(self._cpu_sample, sample.taken_at, sample.cpu_seconds_total))
+        self._cpu_sample = (sample.taken_at, sample.cpu_seconds_total)
 
     def check_stall(self) -> None:
         parts = self._parts

@@ -7,6 +7,7 @@ snapshots, so a scrape never waits on I/O to TDM.
 from __future__ import annotations
 
 import json
+import selectors
 import socket
 import ssl
 import sys
@@ -206,6 +207,50 @@ class _RequestHandler(BaseHTTPRequestHandler):
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # listen backlog; socketserver's 5 drops SYNs (1 s retries) when scrapers connect at once
+
+    def __init__(self, *args, **kwargs) -> None:
+        # socketserver's serve_forever wakes every 0.5 s to look for shutdown(); ours sleeps until a
+        # connection comes or shutdown() writes to this pair.
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._closing = False
+        self._loop_done = threading.Event()
+        try:
+            super().__init__(*args, **kwargs)
+        except BaseException:
+            self._close_wake()
+            raise
+
+    def serve_forever(self, poll_interval: float | None = None) -> None:
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self, selectors.EVENT_READ)
+                selector.register(self._wake_reader, selectors.EVENT_READ)
+                while not self._closing:
+                    ready = selector.select(poll_interval)
+                    if self._closing:
+                        break
+                    if any(key.fileobj is self for key, _ in ready):
+                        self._handle_request_noblock()
+                    self.service_actions()
+        finally:
+            self._loop_done.set()
+
+    def shutdown(self) -> None:
+        """Stop serve_forever() (running on another thread) and wait for it."""
+        self._closing = True
+        try:
+            self._wake_writer.send(b"x")
+        except OSError:
+            pass  # already closed: nothing is waiting
+        self._loop_done.wait()
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._close_wake()
+
+    def _close_wake(self) -> None:
+        self._wake_reader.close()
+        self._wake_writer.close()
 
     def handle_error(self, request, client_address) -> None:
         # Plain HTTP to the TLS port, or a client that went away: not worth a traceback.

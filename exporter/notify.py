@@ -33,7 +33,7 @@ from .state import Drop, Snapshot
 QUEUE_CAPACITY = 100  # per URL; past it a notification is dropped (counted, stored, logged)
 RETRY_DELAYS = (2.0, 8.0, 30.0, 120.0, 600.0)  # after the 1st, 2nd, ... failed try; then it failed
 TICK_SECONDS = 1.0
-WAIT_SECONDS = 0.5  # the longest a delivery thread waits before looking at its stop flag
+_WAKE: Any = object()  # queued by Deliverer.stop() to wake its thread; never sent
 RECENT_LIMIT = 50
 STATE_KEY = "notify.rules"
 RESULTS = ("sent", "failed", "suppressed", "dropped")
@@ -117,9 +117,13 @@ class Deliverer:
     def stop(self) -> None:
         """Idempotent. A send under way finishes first (Apprise's own timeouts bound it)."""
         self._stop.set()
+        try:
+            self._queue.put_nowait(_WAKE)  # a full queue needs none: the thread is not waiting
+        except queue.Full:
+            pass
         if self._thread.is_alive():
             self._thread.join()
-        left = self.pending()
+        left = self.pending() - sum(n is _WAKE for n in list(self._queue.queue))
         if left:
             logger.warning("notify: {} notification(s) for {} not sent before stopping", left, self.target.channel)
 
@@ -131,12 +135,14 @@ class Deliverer:
                 self._retry_count = len(self._retries)
                 self._attempt(notification, attempt)
                 continue
-            wait = WAIT_SECONDS if not self._retries else min(WAIT_SECONDS, self._retries[0][0] - now)
+            # Nothing to retry: sleep on the queue until something comes (stop() queues a wake-up).
+            wait = None if not self._retries else max(self._retries[0][0] - now, 0.0)
             try:
-                notification = self._queue.get(timeout=max(wait, 0.0))
+                notification = self._queue.get(timeout=wait)
             except queue.Empty:
                 continue
-            self._attempt(notification, 0)
+            if notification is not _WAKE:
+                self._attempt(notification, 0)
 
     def _attempt(self, notification: Notification, attempt: int) -> None:
         self._sending = 1

@@ -23,6 +23,7 @@ from .state import MinerState, Snapshot
 from .positions import Position
 from .tailer import Data, Reset, TailSet
 from .timestamps import LocalClock
+from .watcher import WATCHED_POLL_SECONDS
 
 FALLBACK_POLL_SECONDS = 1.0
 REPLAY_CHUNK = 1 << 20
@@ -449,7 +450,7 @@ class Follower:
                 logger.exception("log pipeline: {}", error)
             if self.pipeline.wants_more():
                 continue
-            timeout = self.poll_seconds
+            timeout = self.poll_seconds if not self.watcher.watching() else max(self.poll_seconds, WATCHED_POLL_SECONDS)
             deadline = self.pipeline.next_deadline()
             if deadline is not None:
                 timeout = max(0.0, min(timeout, deadline - time.monotonic()))

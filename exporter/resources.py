@@ -21,6 +21,7 @@ small read per thread of each to list its children; nothing that grows with the 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -34,6 +35,7 @@ class ResourceSample:
     threads: int
     open_fds: int
     processes: int
+    taken_at: float = 0.0  # time.monotonic() of the sample: a rate over samples uses their own times
 
 
 _Key = tuple  # (pid, create_time): a pid can be reused, a (pid, start time) cannot
@@ -97,7 +99,7 @@ class ProcessTreeSampler:
         # Floating-point sums in a different order can differ in the last bit: keep the counter monotonic.
         cpu_total = max(self._last_cpu_total, self._departed_cpu + sum(t.cpu for t in seen.values()))
         self._last_cpu_total = cpu_total
-        return ResourceSample(cpu_total, rss, threads, fds, processes)
+        return ResourceSample(cpu_total, rss, threads, fds, processes, time.monotonic())
 
     def _root_process(self) -> psutil.Process | None:
         if self._root is None:

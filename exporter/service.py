@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import select
 import signal
-import threading
+import socket
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -13,6 +14,45 @@ from loguru import logger
 from .config import Config
 from .daemon import Daemon
 from .watcher import FileChangeWatcher
+
+
+class Wakeup:
+    """What the main loop sleeps on, with no timeout to poll: a byte on a socket pair, written by set()
+    from any thread, and by the interpreter itself when a signal arrives (signal.set_wakeup_fd), whichever
+    thread the kernel gave the signal to. (A signal for the process may land on another thread, so a
+    main thread asleep in Event.wait() would not see it until its timeout.)"""
+
+    def __init__(self) -> None:
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)
+        self.changed = False  # set() was called: the config file changed
+
+    def fileno(self) -> int:
+        return self._writer.fileno()
+
+    def set(self) -> None:
+        """The config watcher's call (it takes any object with set())."""
+        self.changed = True
+        self.poke()
+
+    def poke(self) -> None:
+        try:
+            self._writer.send(b"\0")
+        except OSError:  # full (a wake-up is already pending) or closed
+            pass
+
+    def wait(self, timeout: float) -> None:
+        select.select([self._reader], [], [], timeout)
+        try:
+            while self._reader.recv(512):
+                pass
+        except OSError:  # drained
+            pass
+
+    def close(self) -> None:
+        self._reader.close()
+        self._writer.close()
 
 
 def run(config: Config, listen_address: str | None = None, config_file: Path | None = None,
@@ -28,38 +68,45 @@ def run(config: Config, listen_address: str | None = None, config_file: Path | N
         return loaded
 
     config = overrides(config)
-    stop = threading.Event()
-    hup = threading.Event()
+    wakeup = Wakeup()
+    stopping = hup = False
     # Watch from before the daemon is built: an edit made while it starts is reloaded, not missed.
-    watcher = FileChangeWatcher(config_file, hup) if config_file is not None else None
+    watcher = FileChangeWatcher(config_file, wakeup) if config_file is not None else None
     try:
         daemon = Daemon(config, listen_address, config_file, adjust=overrides)
     except BaseException:
         if watcher is not None:
             watcher.stop()
+        wakeup.close()
         raise
 
     def on_signal(signum, frame) -> None:
+        nonlocal stopping, hup
         if signum == signal.SIGHUP:
-            hup.set()
-            return
-        logger.info("received {}, stopping", signal.Signals(signum).name)
-        stop.set()
+            hup = True
+        else:
+            logger.info("received {}, stopping", signal.Signals(signum).name)
+            stopping = True
+        wakeup.poke()  # in case the loop drained the interpreter's byte before this handler ran
 
     handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     previous = {sig: signal.signal(sig, on_signal) for sig in handled}
+    previous_wakeup_fd = signal.set_wakeup_fd(wakeup.fileno(), warn_on_full_buffer=False)
     try:
         daemon.start()
         if on_started is not None:
             on_started(daemon)
-        while not stop.wait(0.5):
-            if hup.is_set():
-                hup.clear()
+        while not stopping:
+            wakeup.wait(60.0)  # the bound is only a safety net
+            if (hup or wakeup.changed) and not stopping:
+                hup = wakeup.changed = False
                 daemon.reload(watcher.take_source() if watcher is not None else "sighup")
     finally:
         if watcher is not None:
             watcher.stop()
         daemon.stop()
+        signal.set_wakeup_fd(previous_wakeup_fd)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        wakeup.close()
     return 0

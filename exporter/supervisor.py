@@ -1,7 +1,7 @@
 """The I/O shell around `Lifecycle`: runs TDM (or attaches to it), stops it, restarts it, samples it.
 
 One thread ("supervisor") owns the miner: it reaps it, asks `lifecycle.tick(now)` what to do and does
-it, follows an attached process and samples resources, waiting on an Event with a bounded timeout.
+it, follows an attached process and samples resources, waiting on an Event until the next of those is due.
 The public methods change the lifecycle under the same lock and wake the thread; `status()` returns
 the snapshot the thread published last.
 
@@ -66,7 +66,9 @@ BROWSER = "true"
 # In the miner's environment: the data dir of the daemon that started it, so a later daemon with
 # the same data dir knows an orphan of its own (adopts it) from a TDM someone else started.
 OWNER_VARIABLE = "TWITCHMINERT_DATA_DIR"
-PERIOD = 1.0  # the thread wakes at least this often: sampling, attach polling
+PERIOD = 1.0  # attach mode: how often the followed process is checked, or a lock holder looked for
+SAMPLE_EVERY = 5.0  # resources: a walk of the whole process table (~2.5 ms); Prometheus scrapes every 15 s
+MAX_SLEEP = 60.0  # with nothing due, the thread still looks around this often
 REAP_GRACE = 5.0  # after KILL, how long we wait for the group to go before giving up
 JOIN_TIMEOUT = 5.0  # pumps and waiters of a dead miner
 DRAIN_TIMEOUT = 2.0  # at an exit: the pumps' last lines, for the exit cause
@@ -624,7 +626,7 @@ class Supervisor:
         self._sampler, self._sample = None, None
 
     def _sample_resources(self, now: float) -> None:
-        if self._sampler is None or now - self._sampled_at < PERIOD:
+        if self._sampler is None or now - self._sampled_at < SAMPLE_EVERY:
             return
         self._sampled_at = now
         try:
@@ -635,10 +637,17 @@ class Supervisor:
     # -- status ---------------------------------------------------------------------------------
 
     def _timeout(self, now: float) -> float:
-        due = self._lifecycle.next_due()
-        if due is None:
-            return PERIOD
-        return min(PERIOD, max(0.0, due - now))
+        """Until the next thing due; exits, stop() and restart() wake the thread themselves."""
+        dues = [now + MAX_SLEEP]
+        if (due := self._lifecycle.next_due()) is not None:
+            dues.append(due)
+        if self._sampler is not None:
+            dues.append(self._sampled_at + SAMPLE_EVERY)
+        if self._killed_at is not None:
+            dues.append(self._killed_at + REAP_GRACE + 0.001)  # _stopped() gives up then
+        if self._followed is not None or self.settings.mode == "attach":
+            dues.append(self._looked_at + PERIOD)
+        return max(0.0, min(dues) - now)
 
     def _snapshot(self) -> SupervisorStatus:
         lc = self._lifecycle

@@ -1,7 +1,8 @@
 """Watcher: wake the tail loop promptly when a followed file changes.
 
 Only an accelerator. The caller reads its tails after every wake-up and at least once per poll
-interval (1 s at most) anyway, so a lost or unsupported notification only costs latency.
+interval anyway (1 s, or WATCHED_POLL_SECONDS while `watching()`), so a lost or unsupported
+notification only costs latency.
 
 A watchdog Observer watches the parent directory of each followed path, not recursively. For a
 glob, it watches the directories its directory part matches. A directory that does not exist yet
@@ -18,7 +19,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Protocol
 
 from loguru import logger
 from watchdog.events import (
@@ -36,6 +37,7 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from .tailer import has_glob
 
+WATCHED_POLL_SECONDS = 5.0  # the fallback poll while inotify covers everything: only a lost event waits for it
 _EVENT_FILTER = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileDeletedEvent, DirCreatedEvent, DirMovedEvent]
 
 
@@ -101,6 +103,13 @@ class Watcher:
     def wake(self) -> None:
         self._woken.set()
 
+    def watching(self) -> bool:
+        """Whether inotify covers every followed directory now (none missing or unwatchable): then a
+        caller's fallback poll only guards against a lost event and can be slow."""
+        with self._lock:
+            return (self._state == "started" and self._observer.is_alive() and not self._missing
+                    and not self._unwatchable and bool(self._watches))
+
     def matches(self, path: bytes | str) -> bool:
         """Whether an event on `path` concerns us: a followed file, a rotated copy of it
         (log.txt.1: we may still be draining it), a glob match, or a directory we wait for."""
@@ -165,6 +174,10 @@ class Watcher:
         return moved
 
 
+class Settable(Protocol):
+    def set(self) -> None: ...
+
+
 class FileChangeWatcher:
     """Sets `changed` when one file is written or replaced (the daemon's config file, so it reloads).
 
@@ -172,7 +185,7 @@ class FileChangeWatcher:
     writes it again a moment later, or a writer that writes it in pieces, is seen when it is done.
     """
 
-    def __init__(self, path: Path, changed: threading.Event, settle: float = 1.0) -> None:
+    def __init__(self, path: Path, changed: Settable, settle: float = 1.0) -> None:
         # Not resolve()d: the identity follows a symlink at every check, so a link switched to a new target
         # (a Kubernetes ConfigMap update) is a change; the target's folder is watched too, for prompt wake-ups.
         self._path = path.absolute()
@@ -196,7 +209,8 @@ class FileChangeWatcher:
     def _run(self) -> None:
         seen, quiet_at = self._stat, None  # the latest identity, and when it will have settled
         while not self._stop.is_set():
-            timeout = 1.0 if quiet_at is None else max(0.0, quiet_at - time.monotonic())
+            idle = WATCHED_POLL_SECONDS if self._watcher.watching() else 1.0
+            timeout = idle if quiet_at is None else max(0.0, quiet_at - time.monotonic())
             self._watcher.wait(timeout)
             current = self._identity()
             if current != seen:  # still moving: wait for a quiet `settle`

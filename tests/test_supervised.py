@@ -37,6 +37,7 @@ from conftest import (
 from exporter.demo import DEMO_PRIORITY, SIMULATOR_MAIN
 from exporter.lockfile import lock_holder
 from exporter.settings_sync import SettingsSync
+from exporter.supervisor import SAMPLE_EVERY
 
 LOG_LINE = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3}) +\w+ +(.*)$")
 
@@ -101,7 +102,8 @@ def test_happy_scenario_metrics(launch) -> None:
     daemon = demo(launch, "happy")
     wait_until(lambda: mining(daemon), 20, what="tdm_miner_status mining")
     cpu: list[float] = []
-    for _ in range(12):  # resources are sampled every second: span a few samples
+    # Resources are sampled every SAMPLE_EVERY seconds: span two samples after the first.
+    for _ in range(int(4 * (2 * SAMPLE_EVERY + 1))):
         metrics = daemon.metrics()
         assert sample(metrics, "tdm_miner_up") == 1
         assert sample(metrics, "tdm_supervisor_state", state="running") == 1
@@ -112,6 +114,8 @@ def test_happy_scenario_metrics(launch) -> None:
         assert sample(metrics, "tdm_miner_threads") >= 1
         assert sample(metrics, "tdm_miner_open_fds") >= 1
         assert sample(metrics, "tdm_miner_start_time_seconds") <= time.time()
+        if len(cpu) >= 12 and cpu[-1] > 0:
+            break
         pause(0.25)
     assert all(value is not None for value in cpu)
     assert cpu == sorted(cpu), f"tdm_miner_cpu_seconds_total went backwards: {cpu}"
