@@ -9,8 +9,11 @@ With --attach, the simulator is started on its own (default scenario login-requi
 a login, writing nothing) and `twitchminert run` attaches to it (miner.mode: attach): the cost of
 watching a miner that is idle.
 
+With --threads, the daemon runs under thread_cpu.py and the daemon's CPU and wake-ups over the
+window are also printed per thread (from /proc schedstat), to tell where the time goes.
+
     .venv/bin/python benchmarks/supervise_idle.py [--seconds 60] [--scenario happy] [--speed 60]
-                                                  [--warmup 5] [--scrape-interval 0] [--attach]
+                                                  [--warmup 5] [--scrape-interval 0] [--attach] [--threads]
 """
 
 from __future__ import annotations
@@ -73,6 +76,24 @@ def get_json(url: str) -> dict:
         return json.loads(response.read())
 
 
+def print_threads(path: Path, window: float) -> None:
+    """The daemon's threads by CPU over the window: thread_cpu.py's first and last samples."""
+    deadline = time.monotonic() + 10
+    while len(samples := path.read_text().splitlines() if path.exists() else []) < 2:
+        if time.monotonic() > deadline:
+            print("threads: no samples from thread_cpu.py")
+            return
+        time.sleep(0.05)
+    first, last = json.loads(samples[0]), json.loads(samples[-1])
+    rows = []
+    for name, (cpu_ns, slices) in last.items():
+        before = first.get(name, [0, 0])
+        rows.append((cpu_ns - before[0], slices - before[1], name))
+    for cpu_ns, slices, name in sorted(rows, reverse=True):
+        print(f"  thread {name:<40} CPU {100 * cpu_ns / 1e9 / window:6.3f} %  ({cpu_ns / 1e6:7.1f} ms)"
+              f"  scheduled {slices / window:6.2f}/s")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="measurement window (default 60)")
@@ -82,6 +103,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds ignored after the miner started")
     parser.add_argument("--interval", type=float, default=1.0, help="sampling step")
     parser.add_argument("--scrape-interval", type=float, default=0.0, help="also scrape /metrics this often (0: never)")
+    parser.add_argument("--threads", action="store_true", help="also print the daemon's CPU and wake-ups per thread")
     args = parser.parse_args()
 
     args.scenario = args.scenario or ("login-required" if args.attach else "happy")
@@ -101,8 +123,10 @@ def main() -> int:
         command = ["run", "--config.file", str(config)]
     else:
         command = ["demo", "--scenario", args.scenario, "--speed", f"{args.speed:g}"]
+    threads_file = tmp / "threads.jsonl"
+    wrapper = [str(REPO / "benchmarks" / "thread_cpu.py"), str(threads_file)] if args.threads else []
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "exporter", *command, "--web.listen-address", "127.0.0.1:0"],
+        [sys.executable, *wrapper, "-m", "exporter", *command, "--web.listen-address", "127.0.0.1:0"],
         cwd=REPO,
         env={**os.environ, "TMPDIR": str(tmp)},  # the demo's own temporary dir goes in here
         stdout=subprocess.PIPE,
@@ -137,6 +161,8 @@ def main() -> int:
         start = time.monotonic()
         end = start + args.seconds
         own.sample(), miner.sample()
+        if args.threads:
+            daemon.send_signal(signal.SIGUSR2)
         while (now := time.monotonic()) < end:
             if args.scrape_interval > 0 and now >= next_scrape:
                 with urllib.request.urlopen(base + "/metrics", timeout=5) as response:
@@ -145,6 +171,8 @@ def main() -> int:
             time.sleep(min(args.interval, max(0.0, end - time.monotonic())))
             own.sample(), miner.sample()
         window = time.monotonic() - start
+        if args.threads:
+            daemon.send_signal(signal.SIGUSR2)
         status = get_json(base + "/api/miner/status")
 
         what = "run, attached to the simulator" if args.attach else "demo"
@@ -154,6 +182,8 @@ def main() -> int:
         print(miner.report("simulator", window))
         print(f"miner status at the end: {status['status']}, supervisor {status['supervisor']['state']}, "
               f"restarts {status['supervisor']['restarts']}, drops claimed {status.get('drops', {}).get('claimed_total')}")
+        if args.threads:
+            print_threads(threads_file, window)
         return 0
     finally:
         if daemon.poll() is None:
@@ -178,6 +208,7 @@ def main() -> int:
         print(f"daemon exit code {code}; processes left: {left or 'none'}")
         for pid in left:
             os.kill(pid, signal.SIGKILL)
+        threads_file.unlink(missing_ok=True)
         try:
             tmp.rmdir()  # the demo removed its own dir inside
         except OSError:

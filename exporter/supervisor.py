@@ -2,6 +2,7 @@
 
 One thread ("supervisor") owns the miner: it reaps it, asks `lifecycle.tick(now)` what to do and does
 it, follows an attached process and samples resources, waiting on an Event until the next of those is due.
+An attached process's exit wakes it through a pidfd (exitwatch), where the kernel has them.
 The public methods change the lifecycle under the same lock and wake the thread; `status()` returns
 the snapshot the thread published last.
 
@@ -42,6 +43,7 @@ from .bridge import SOCKET_NAME
 from .capture import CAPTURED_OUTPUT, OutputCapture
 from .config import MinerConfig
 from .exit_cause import last_exception, missing_module
+from .exitwatch import ExitWatch, watch_exit
 from .launcher import launcher_argv, runs_launcher
 from .lifecycle import (
     DELIBERATE_REASONS,
@@ -66,7 +68,7 @@ BROWSER = "true"
 # In the miner's environment: the data dir of the daemon that started it, so a later daemon with
 # the same data dir knows an orphan of its own (adopts it) from a TDM someone else started.
 OWNER_VARIABLE = "TWITCHMINERT_DATA_DIR"
-PERIOD = 1.0  # attach mode: how often the followed process is checked, or a lock holder looked for
+PERIOD = 1.0  # attach mode: how often a lock holder is looked for, or a followed process without a pidfd checked
 SAMPLE_EVERY = 5.0  # resources: a walk of the whole process table (~2.5 ms); Prometheus scrapes every 15 s
 MAX_SLEEP = 60.0  # with nothing due, the thread still looks around this often
 REAP_GRACE = 5.0  # after KILL, how long we wait for the group to go before giving up
@@ -203,6 +205,7 @@ class Supervisor:
         self._child: _Child | None = None
         self._leftovers: list[threading.Thread] = []  # pumps of earlier miners, still draining
         self._followed: psutil.Process | None = None  # a process we attached to (or adopted)
+        self._exit_watch: ExitWatch | None = None  # wakes us when _followed ends (None: poll it every PERIOD)
         self._start_time: float | None = None
         self._sampler: ProcessTreeSampler | None = None
         self._sample: ResourceSample | None = None
@@ -427,6 +430,7 @@ class Supervisor:
                 logger.error("the miner (pid {}) could not be reaped", child.proc.pid)
             self._leftovers += child.threads
         followed, self._followed = self._followed, None
+        self._unwatch_exit()
         if followed is not None and self._lifecycle.adopted:
             self._kill_group(followed.pid)  # ours, and it outlived stop_timeout and SIGKILL's grace
         self._unwatch()
@@ -518,6 +522,7 @@ class Supervisor:
             )
         self._lifecycle.attached_to(now, process.pid, adopted=adopted)
         self._followed = process
+        self._exit_watch = watch_exit(process, self._wake.set)
         try:
             self._start_time = process.create_time()
         except psutil.Error:
@@ -526,13 +531,16 @@ class Supervisor:
         self._tell("attached", pid=process.pid, adopted=adopted)
 
     def _follow(self, now: float) -> None:
-        """Every PERIOD: is the attached process still there; in attach mode, is there one to attach to."""
-        if now - self._looked_at < PERIOD:
+        """Is the attached process still there (once its pidfd says it ended, else every PERIOD); in
+        attach mode, every PERIOD, is there one to attach to."""
+        if now < self._follow_due():
             return
         self._looked_at = now
         followed = self._followed
         if followed is not None:
             if self._alive(followed):
+                if self._exit_watch is not None and self._exit_watch.exited:
+                    self._unwatch_exit()  # cannot be (an ended process is a zombie at least): poll rather than spin
                 return
             self._gone(now, followed)
         elif self.settings.mode == "attach" and self._lifecycle.state is State.STOPPED and not self._stop.is_set():
@@ -545,6 +553,7 @@ class Supervisor:
         """The process we attached to (or adopted) ended; we cannot know its exit code."""
         lifecycle = self._lifecycle
         self._followed = None
+        self._unwatch_exit()
         self._unwatch()
         adopted, stopping = lifecycle.adopted, lifecycle.state is State.STOPPING
         logger.info("the miner we {} (pid {}) is gone", "adopted" if adopted else "attached to", followed.pid)
@@ -558,6 +567,18 @@ class Supervisor:
             lifecycle.start_requested(now)
         else:
             self._told_restart(now)
+
+    def _follow_due(self) -> float:
+        watch = self._exit_watch
+        if watch is None:
+            return self._looked_at + PERIOD
+        # The pidfd tells the exit at once; the slow look is only a second opinion.
+        return float("-inf") if watch.exited else self._looked_at + MAX_SLEEP
+
+    def _unwatch_exit(self) -> None:
+        watch, self._exit_watch = self._exit_watch, None
+        if watch is not None:
+            watch.close()
 
     # -- display and environment ----------------------------------------------------------------
 
@@ -646,7 +667,7 @@ class Supervisor:
         if self._killed_at is not None:
             dues.append(self._killed_at + REAP_GRACE + 0.001)  # _stopped() gives up then
         if self._followed is not None or self.settings.mode == "attach":
-            dues.append(self._looked_at + PERIOD)
+            dues.append(self._follow_due())
         return max(0.0, min(dues) - now)
 
     def _snapshot(self) -> SupervisorStatus:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -506,6 +507,21 @@ def test_attach_mode_follows_the_lock_holder(supervise, lock_holder, miner_dir: 
     holder.wait(10)
     status = wait_until(lambda: (s := supervisor.status()).state is State.STOPPED and s, what="STOPPED")
     assert status.pid is None and status.restarts == {} and status.exits == {}
+
+
+def test_attach_mode_is_woken_by_the_exit_not_a_poll(supervise, lock_holder, miner_dir: Path, monkeypatch):
+    # With the poll made hourly, only the pidfd can tell the exit; the holder is a zombie (ended,
+    # not reaped by us, its parent) until holder.wait() below, and a zombie has ended.
+    monkeypatch.setattr("exporter.supervisor.PERIOD", 3600.0)
+    monkeypatch.setattr("exporter.supervisor.MAX_SLEEP", 3600.0)
+    holder = lock_holder()
+    supervisor = supervise(mode="attach")
+    supervisor.start()  # the first look finds the holder
+    wait_until(lambda: supervisor.status().pid == holder.pid, what="attached")
+    holder.send_signal(signal.SIGKILL)
+    status = wait_until(lambda: (s := supervisor.status()).state is State.STOPPED and s, what="the exit noticed")
+    assert status.pid is None and psutil.Process(holder.pid).status() == psutil.STATUS_ZOMBIE
+    holder.wait(10)
 
 
 def test_attach_mode_via_pid_file(supervise, lock_holder, miner_dir: Path, tmp_path: Path):
