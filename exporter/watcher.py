@@ -104,10 +104,11 @@ class Watcher:
         self._woken.set()
 
     def watching(self) -> bool:
-        """Whether inotify covers every followed directory now (none missing or unwatchable): then a
-        caller's fallback poll only guards against a lost event and can be slow."""
+        """Whether inotify covers every followed directory now (none unwatchable; a missing one through
+        its nearest existing ancestor, where its creation is an event): then a caller's fallback poll
+        only guards against a lost event and can be slow."""
         with self._lock:
-            return (self._state == "started" and self._observer.is_alive() and not self._missing
+            return (self._state == "started" and self._observer.is_alive()
                     and not self._unwatchable and bool(self._watches))
 
     def matches(self, path: bytes | str) -> bool:
@@ -160,6 +161,7 @@ class Watcher:
                 moved = moved or d in wanted
                 del self._watches[d]
                 self._observer.unschedule(watch)
+        scheduled = False
         for d, ident in wanted.items():
             if d not in self._watches:
                 try:
@@ -171,6 +173,9 @@ class Watcher:
                     continue
                 self._unwatchable.discard(d)
                 self._watches[d] = (ident, watch)
+                scheduled = True
+        if scheduled and any(os.path.isdir(d) for d in missing):
+            moved = True  # created between our stat and the new watch: its event is lost, look again now
         return moved
 
 

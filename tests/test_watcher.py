@@ -98,6 +98,19 @@ def test_directory_created_later(tmp_path: Path) -> None:
         assert woken_promptly(w)
 
 
+def test_a_missing_directory_counts_as_watched_through_its_ancestor(tmp_path: Path) -> None:
+    """Its creation is an event in the watched ancestor: the caller's fallback poll may be slow."""
+    log = tmp_path / "tdm" / "logs" / "log.txt"
+    with Watcher([log]) as w:
+        settle(w)
+        assert w.watching()
+        (tmp_path / "tdm").mkdir()
+        assert woken_promptly(w)
+        settle(w)
+        assert w.watching()
+    assert not w.watching()
+
+
 def test_directory_replaced_is_watched_again(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
