@@ -1,7 +1,9 @@
 """Notifications: the rules' decisions, delivered through Apprise without ever holding anyone up.
 
 - `Notifier` owns the rules (notify_rules.py) and one thread ("twitchminert-notify") that looks at the
-  miner every second (`observe()`), plus `on_event` for the pipeline's listener. It decides who gets
+  miner every second (`observe()`), plus `on_event` for the pipeline's listener. When no channel wants
+  anything a tick finds (none configured, or claims only), it looks once a minute: only to keep the
+  rules' state current, which nobody hears. It decides who gets
   what: a key already sent is never sent again (remembered in the store, so also after a restart), and
   a repeating event goes to a channel at most once per its `min_interval`.
 - One `Deliverer` per URL: its own thread with a bounded queue and retries with backoff, so a channel
@@ -27,12 +29,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from . import notify_send
 from .events import Event, EventKind
 from .http import Request, Response, json_refusal, json_response
-from .notify_rules import Notification, NotifyRules, is_news
+from .notify_rules import TICKED, Notification, NotifyRules, is_news
 from .state import Drop, Snapshot
 
 QUEUE_CAPACITY = 100  # per URL; past it a notification is dropped (counted, stored, logged)
 RETRY_DELAYS = (2.0, 8.0, 30.0, 120.0, 600.0)  # after the 1st, 2nd, ... failed try; then it failed
-TICK_SECONDS = 1.0
+TICK_SECONDS = 1.0  # a condition is told within a second of holding
+UNHEARD_TICK_SECONDS = 60.0  # no channel wants what a tick finds: it only keeps the rules' state current
 _WAKE: Any = object()  # queued by Deliverer.stop() to wake its thread; never sent
 RECENT_LIMIT = 50
 STATE_KEY = "notify.rules"
@@ -199,6 +202,8 @@ class Notifier:
             self._saved_rules = store.load_state().get(STATE_KEY)
             rules.restore(self._saved_rules)
         self._deliverers = [Deliverer(t, send, self._outcome, retry_delays) for t in targets(self.channels)]
+        heard = any(deliverer.target.events & TICKED for deliverer in self._deliverers)
+        self.tick_seconds = TICK_SECONDS if heard else UNHEARD_TICK_SECONDS
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="twitchminert-notify")
         self._started = False
@@ -240,11 +245,16 @@ class Notifier:
         self._save_rules()
 
     def _run(self) -> None:
-        while not self._stop.wait(TICK_SECONDS):
-            try:
-                self.tick(self._observe())
-            except Exception as error:  # a bad snapshot or a full disk must not end notifications
-                logger.exception("notify: {}", error)
+        while not self._stop.wait(self.tick_seconds):
+            self._tick()
+        if self.tick_seconds == UNHEARD_TICK_SECONDS:
+            self._tick()  # the state saved at stop (a reload, say, that adds a channel) is today's, not a minute old
+
+    def _tick(self) -> None:
+        try:
+            self.tick(self._observe())
+        except Exception as error:  # a bad snapshot or a full disk must not end notifications
+            logger.exception("notify: {}", error)
 
     # -- deciding who gets what
 

@@ -34,6 +34,9 @@ def is_news(event: Event) -> bool:
     return event.kind in _NEWS or stops_mining(event)
 
 
+# What `tick` can produce: all but claims (on_event's alone). A notifier whose channels want none of
+# these has no one to tell what a tick finds.
+TICKED = frozenset(EVENTS) - {"drop_claimed"}
 # Bad states: notified when they start, `recovered` when they clear.
 CONDITIONS = ("login_required", "session_invalid", "miner_terminated", "crash_loop", "gave_up", "miner_down", "stalled")
 ACTIVATION_URL = "https://www.twitch.tv/activate"

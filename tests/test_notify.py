@@ -14,9 +14,10 @@ from receiver import Receiver
 
 from exporter.config import Config, ConfigError, NotifyChannel, parse_config
 from exporter.http import Server
-from exporter.notify import Notifier, NotifyCollector
+from exporter.notify import TICK_SECONDS, UNHEARD_TICK_SECONDS, Notifier, NotifyCollector, Observation
 from exporter.web import WebContext, routes
 from exporter.notify_rules import Notification, NotifyRules
+from exporter.state import MinerState
 from exporter.store import Store
 from helpers import request
 
@@ -263,3 +264,25 @@ def test_notify_test_and_demo_refuse_a_config_without_good_urls(tmp_path: Path) 
     result = twitchminert("demo", "--config.file", str(bad), "--web.listen-address", "127.0.0.1:0", home=tmp_path / "home")
     assert result.returncode == 2
     assert result.stderr == "twitchminert: bad.yaml:2: notify[0].urls[0]: not a valid Apprise URL (unknown service, or a part is missing): discord://****\n"
+
+
+def test_the_rules_tick_every_second_only_when_a_channel_hears_what_a_tick_finds() -> None:
+    url = "json://127.0.0.1:9/x"
+    assert Notifier((), NotifyRules()).tick_seconds == UNHEARD_TICK_SECONDS  # nobody to tell
+    claims_only = NotifyChannel((url,), events=("drop_claimed",))  # on_event's alone: a tick finds none
+    assert Notifier((claims_only,), NotifyRules()).tick_seconds == UNHEARD_TICK_SECONDS
+    assert Notifier((claims_only, NotifyChannel((url,), events=("recovered",))), NotifyRules()).tick_seconds == TICK_SECONDS
+    assert Notifier((NotifyChannel((url,)),), NotifyRules()).tick_seconds == TICK_SECONDS  # every event by default
+
+
+def test_a_slow_ticking_notifier_stops_at_once_and_saves_what_it_sees_then(store) -> None:
+    # What nobody hears is looked at once a minute; a reload that adds a channel must not restore
+    # a minute-old picture, so stop() looks once more before the state is saved.
+    snapshot = MinerState().snapshot(time.time())
+    campaigns = [{"id": "c1", "game": "G", "status": "active"}]
+    notifier = Notifier((), NotifyRules(), store, observe=lambda: Observation(snapshot, None, None, campaigns))
+    notifier.start()
+    started = time.monotonic()
+    notifier.stop()
+    assert time.monotonic() - started < UNHEARD_TICK_SECONDS / 2
+    assert json.loads(store.load_state()["notify.rules"])["known_campaigns"] == ["c1"]
