@@ -1,8 +1,9 @@
 """Housekeeping: the daemon's every-few-seconds thread, and when to restart TDM.
 
-Each tick samples TDM's CPU share, pings the bridge's launcher (every few seconds), restarts a miner whose drop has stopped progressing (when
+Each tick pings the bridge's launcher, restarts a miner whose drop has stopped progressing (when
 `miner.restart_on_stall` is set), reads cookies.jar (and checks the token when asked) every
-COOKIES_EVERY seconds, and prunes the store every PRUNE_EVERY seconds. The decisions are pure
+COOKIES_EVERY seconds, and prunes the store every PRUNE_EVERY seconds. TDM's CPU share is worked
+out from the supervisor's samples when `seen` is read (and at each tick). The decisions are pure
 functions of (snapshot, status, now); the thread only gathers their inputs and acts.
 """
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from .store import Store
     from .supervisor import Supervisor, SupervisorStatus
 
-TICK_SECONDS = 2.5  # its checks need no finer step: CPU samples every 5 s, pings every 5 s, cookies 10 s, stalls 30 min
+TICK_SECONDS = 5.0  # its checks need no finer step: pings every 5 s, cookies 10 s, stalls 30 min
 COOKIES_EVERY = 10.0
 PRUNE_EVERY = 600.0
 
@@ -87,7 +88,8 @@ class Parts(Protocol):
 class Housekeeping:
     def __init__(self, parts: Parts) -> None:
         self._parts = parts
-        self.seen = Seen()
+        self._seen = Seen()
+        self._seen_lock = threading.Lock()  # readers fold in CPU samples too
         self._cpu_sample: tuple[float, float] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="twitchminert-housekeeping")
@@ -119,18 +121,26 @@ class Housekeeping:
             if self._stop.wait(TICK_SECONDS):
                 break
 
+    @property
+    def seen(self) -> Seen:
+        """What housekeeping saw, with the supervisor's latest CPU sample: no tick waits for it."""
+        self.sample_cpu()
+        return self._seen
+
     def sample_cpu(self) -> None:
         supervisor = self._parts.supervisor
         status = supervisor.status() if supervisor is not None else None
         sample = status.resources if status is not None else None
-        if sample is None:
-            self._cpu_sample = None
-            self._see(cpu_percent=None)
-            return
-        if self._cpu_sample is not None and sample.taken_at == self._cpu_sample[0]:
-            return  # the supervisor samples less often than this ticks: keep the share of the last two
-        self._see(cpu_percent=cpu_percent(self._cpu_sample, sample.taken_at, sample.cpu_seconds_total))
-        self._cpu_sample = (sample.taken_at, sample.cpu_seconds_total)
+        with self._seen_lock:
+            if sample is None:
+                self._cpu_sample = None
+                self._seen = replace(self._seen, cpu_percent=None)
+                return
+            if self._cpu_sample is not None and sample.taken_at == self._cpu_sample[0]:
+                return  # no new sample since the last look: keep the share of the last two
+            share = cpu_percent(self._cpu_sample, sample.taken_at, sample.cpu_seconds_total)
+            self._seen = replace(self._seen, cpu_percent=share)
+            self._cpu_sample = (sample.taken_at, sample.cpu_seconds_total)
 
     def check_stall(self) -> None:
         parts = self._parts
@@ -166,4 +176,5 @@ class Housekeeping:
             logger.info("store: pruned {} old events", deleted)
 
     def _see(self, **changes: Any) -> None:
-        self.seen = replace(self.seen, **changes)
+        with self._seen_lock:
+            self._seen = replace(self._seen, **changes)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 
 from exporter.events import Event, EventKind
-from exporter.housekeeping import Seen, cpu_percent, stall_due, terminated_while_up
+from exporter.housekeeping import Housekeeping, Seen, cpu_percent, stall_due, terminated_while_up
 from exporter.lifecycle import State
+from exporter.resources import ResourceSample
 from exporter.state import Drop, Snapshot
 from exporter.supervisor import SupervisorStatus
 
@@ -82,3 +84,16 @@ def test_the_token_check_expiry_wins_over_the_jar() -> None:
     assert Seen().token_expiry is None
     assert Seen(jar=jar).token_expiry == 100.0
     assert replace(Seen(jar=jar), checked_token_expiry=200.0).token_expiry == 200.0
+
+
+def test_the_cpu_share_is_worked_out_when_seen_is_read_not_at_a_tick() -> None:
+    status = {"now": supervisor()}
+    keeping = Housekeeping(SimpleNamespace(supervisor=SimpleNamespace(status=lambda: status["now"])))  # never started
+    assert keeping.seen.cpu_percent is None  # no sample yet
+    status["now"] = replace(supervisor(), resources=ResourceSample(10.0, 1, 1, 1, 1, taken_at=100.0))
+    assert keeping.seen.cpu_percent is None  # one sample: no share yet
+    status["now"] = replace(supervisor(), resources=ResourceSample(11.0, 1, 1, 1, 1, taken_at=102.0))
+    assert keeping.seen.cpu_percent == 50.0
+    assert keeping.seen.cpu_percent == 50.0  # read again before the next sample: the last two's share
+    status["now"] = supervisor()  # the miner is gone
+    assert keeping.seen.cpu_percent is None
