@@ -4,54 +4,47 @@ Only an accelerator. The caller reads its tails after every wake-up and at least
 interval anyway (1 s, or WATCHED_POLL_SECONDS while `watching()`), so a lost or unsupported
 notification only costs latency.
 
-A watchdog Observer watches the parent directory of each followed path, not recursively. For a
-glob, it watches the directories its directory part matches. A directory that does not exist yet
+The parent directory of each followed path is watched with inotify, not recursively. For a
+glob, the directories its directory part matches are. A directory that does not exist yet
 is covered by watching its nearest existing ancestor: creating the directory wakes the caller, and
 the next `wait()` moves the watch down to it. Watches are brought up to date at each `wait()`, on
-the caller's thread, so the observer's thread never changes them.
+the caller's thread.
+
+No thread of its own: `wait()` sleeps in poll() on the inotify descriptor and on a pipe that
+`wake()` writes to, and reads the events itself. (watchdog's observer passed each event through
+three threads, a reader, an emitter and a dispatcher: a third of what following a busy log cost
+at rest.) Where inotify is missing or out of instances, `wait()` only times out or is woken.
+
+A watched directory deleted, renamed away or replaced is noticed at the next `wait()`, which compares
+each watched directory's (st_dev, st_ino) with what is at its path now and watches what is there.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import glob
+import math
 import os
+import select
 import threading
 import time
 from pathlib import Path
 from typing import Iterable, Protocol
 
+from inotify_simple import INotify, flags
 from loguru import logger
-from watchdog.events import (
-    DirCreatedEvent,
-    DirMovedEvent,
-    FileCreatedEvent,
-    FileDeletedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from .tailer import has_glob
 
 WATCHED_POLL_SECONDS = 5.0  # the fallback poll while inotify covers everything: only a lost event waits for it
-_EVENT_FILTER = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileDeletedEvent, DirCreatedEvent, DirMovedEvent]
-
-
-class _Handler(FileSystemEventHandler):
-    def __init__(self, watcher: Watcher) -> None:
-        self._watcher = watcher
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if self._watcher.matches(event.src_path) or (event.dest_path and self._watcher.matches(event.dest_path)):
-            self._watcher.wake()
+# What a followed file or a directory we wait for can go through: written, made, renamed, deleted.
+_MASK = (flags.CREATE | flags.MODIFY | flags.ATTRIB | flags.MOVED_FROM | flags.MOVED_TO | flags.DELETE
+         | flags.DELETE_SELF | flags.MOVE_SELF | flags.ONLYDIR)
+_SELF = flags.DELETE_SELF | flags.MOVE_SELF | flags.Q_OVERFLOW  # the directory itself, or events lost: look again
 
 
 class Watcher:
-    """Set an Event when something happens to a followed path; `wait(timeout)` waits for it."""
+    """`wait(timeout)` returns when something happens to a followed path, `wake()` is called, or in time."""
 
     def __init__(self, paths: Iterable[Path | str]) -> None:
         self._files: set[str] = set()
@@ -62,13 +55,15 @@ class Watcher:
                 self._globs.append(path)
             else:
                 self._files.add(path)
-        self._woken = threading.Event()
-        self._lock = threading.Lock()  # guards the watches against stop() from another thread
-        self._observer: BaseObserver | None = None  # made by start(): watchdog's inotify one starts a thread
-        self._handler = _Handler(self)
-        self._watches: dict[str, tuple[tuple[int, int], ObservedWatch]] = {}
+        self._lock = threading.Lock()  # guards the watches and the descriptors against stop() from another thread
+        self._wake_read = self._wake_write = -1  # a pipe made by start(): wake() writes to it
+        self._poller = select.poll()
+        self._inotify: INotify | None = None  # made by start()
+        self._watches: dict[str, tuple[tuple[int, int], int]] = {}  # directory -> (identity, watch descriptor)
+        self._directories: dict[int, set[str]] = {}  # watch descriptor -> directories (a symlink and its target share one)
         self._missing: frozenset[str] = frozenset()  # directories we wait for
-        self._unwatchable: set[str] = set()  # scheduling failed; warned once, retried at each wait()
+        self._unwatchable: set[str] = set()  # watching failed; warned once, retried at each wait()
+        self._waiters = 0  # threads inside wait(): the last one out of a stopped watcher closes it
         self._state = "new"  # new -> started -> stopped
 
     def start(self) -> None:
@@ -76,18 +71,26 @@ class Watcher:
             if self._state != "new":
                 raise RuntimeError(f"Watcher already {self._state}")
             self._state = "started"
-            self._observer = Observer()
-            self._observer.start()
+            self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self._poller.register(self._wake_read, select.POLLIN)
+            try:
+                self._inotify = INotify(nonblocking=True)
+            except (OSError, AttributeError) as error:  # out of instances (or no inotify): the poll still works
+                logger.warning("cannot watch files ({}); polling them instead", error)
+            else:
+                self._poller.register(self._inotify.fileno(), select.POLLIN)
             self._sync()
 
     def stop(self) -> None:
-        """Stop and join the observer's threads. Idempotent; wakes a waiter."""
+        """Stop watching and release the descriptors. Idempotent; wakes a waiter."""
         with self._lock:
-            if self._state == "started":
-                self._observer.stop()
-                self._observer.join()
-            self._state = "stopped"
-        self._woken.set()
+            if self._state == "stopped":
+                return
+            started, self._state = self._state == "started", "stopped"
+            if started:
+                self._signal()
+                if not self._waiters:
+                    self._close()
 
     def wait(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for a change; True if woken. Read the tails after it returns.
@@ -95,20 +98,33 @@ class Watcher:
         Also True at once when a directory we waited for has appeared (its events may have been missed).
         """
         with self._lock:
-            moved = self._state == "started" and self._sync()
-        woken = moved or self._woken.wait(timeout)
-        self._woken.clear()
-        return woken
+            if self._state == "stopped":
+                return True
+            if self._state == "new":
+                raise RuntimeError("Watcher.wait() before start()")
+            moved = self._sync()
+            self._waiters += 1
+        try:
+            ready = self._poller.poll(0 if moved else max(0, math.ceil(timeout * 1000)))
+            woken = self._take(ready)
+        finally:
+            with self._lock:
+                self._waiters -= 1
+                if self._state == "stopped" and not self._waiters:
+                    self._close()
+        return moved or woken
 
     def wake(self) -> None:
-        self._woken.set()
+        with self._lock:
+            if self._state == "started":
+                self._signal()
 
     def watching(self) -> bool:
         """Whether inotify covers every followed directory now (none unwatchable; a missing one through
         its nearest existing ancestor, where its creation is an event): then a caller's fallback poll
         only guards against a lost event and can be slow."""
         with self._lock:
-            return (self._state == "started" and self._observer.is_alive()
+            return (self._state == "started" and self._inotify is not None
                     and not self._unwatchable and bool(self._watches))
 
     def matches(self, path: bytes | str) -> bool:
@@ -127,6 +143,40 @@ class Watcher:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+    def _signal(self) -> None:
+        try:
+            os.write(self._wake_write, b"!")
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups already
+
+    def _take(self, ready: list[tuple[int, int]]) -> bool:
+        """Drain what poll() found ready: True for a wake-up or an event that concerns us."""
+        fds = {fd for fd, _ in ready}
+        woken = False
+        if self._wake_read in fds:
+            woken = True
+            try:
+                while os.read(self._wake_read, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+        inotify = self._inotify
+        if inotify is not None and inotify.fileno() in fds:
+            for event in inotify.read(timeout=0):
+                directories = self._directories.get(event.wd, ())
+                if event.mask & _SELF or any(self.matches(os.path.join(d, event.name)) for d in directories):
+                    woken = True
+        return woken
+
+    def _close(self) -> None:
+        if self._inotify is not None:
+            self._inotify.close()
+            self._inotify = None
+        self._watches.clear()
+        self._directories.clear()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
 
     def _wanted_dirs(self) -> set[str]:
         dirs = {os.path.dirname(f) for f in self._files}
@@ -156,23 +206,34 @@ class Watcher:
                     d = os.path.dirname(d)
         moved = bool(self._missing - missing)
         self._missing = frozenset(missing)
-        for d, (ident, watch) in list(self._watches.items()):
+        inotify = self._inotify
+        if inotify is None:
+            return moved
+        for d, (ident, wd) in list(self._watches.items()):
             if wanted.get(d) != ident:  # gone, no longer needed, or a new directory under that name
                 moved = moved or d in wanted
                 del self._watches[d]
-                self._observer.unschedule(watch)
+                sharing = self._directories.get(wd, set())
+                sharing.discard(d)
+                if not sharing:
+                    self._directories.pop(wd, None)
+                    try:
+                        inotify.rm_watch(wd)
+                    except OSError:
+                        pass  # the kernel dropped it already (the directory was deleted)
         scheduled = False
         for d, ident in wanted.items():
             if d not in self._watches:
                 try:
-                    watch = self._observer.schedule(self._handler, d, recursive=False, event_filter=_EVENT_FILTER)
+                    wd = inotify.add_watch(d, _MASK)
                 except OSError as e:  # e.g. the inotify watch limit: the fallback poll still works
                     if d not in self._unwatchable:
                         self._unwatchable.add(d)
                         logger.warning("cannot watch {} ({}); polling it instead", d, e)
                     continue
                 self._unwatchable.discard(d)
-                self._watches[d] = (ident, watch)
+                self._watches[d] = (ident, wd)
+                self._directories.setdefault(wd, set()).add(d)
                 scheduled = True
         if scheduled and any(os.path.isdir(d) for d in missing):
             moved = True  # created between our stat and the new watch: its event is lost, look again now

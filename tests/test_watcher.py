@@ -15,8 +15,8 @@ PROMPT = 2.0  # a wake-up must come well before the 5 s fallback used below
 
 
 @pytest.fixture(autouse=True)
-def no_leaked_watchdog_threads():
-    """Stricter than conftest's check: watchdog's threads are daemon threads, and they count here."""
+def no_leaked_threads():
+    """Stricter than conftest's check: daemon threads count here too."""
     before = threading.active_count()
     yield
     assert threading.active_count() == before
@@ -124,6 +124,27 @@ def test_directory_replaced_is_watched_again(tmp_path: Path) -> None:
         assert woken_promptly(w)
 
 
+def test_a_folder_and_a_symlink_to_it_share_one_watch_until_the_link_moves(tmp_path: Path) -> None:
+    # The config watcher follows a path and its resolved target: inotify gives both one watch.
+    real, other = tmp_path / "real", tmp_path / "other"
+    real.mkdir()
+    other.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with Watcher([link / "config.yaml", real / "config.yaml"]) as w:
+        settle(w)
+        append(real / "config.yaml", b"a: 1\n")
+        assert woken_promptly(w)
+        link.unlink()
+        link.symlink_to(other)  # the link's folder is another now: its watch moves, the target's stays
+        settle(w)
+        append(real / "config.yaml", b"a: 2\n")
+        assert woken_promptly(w)
+        settle(w)
+        append(other / "config.yaml", b"a: 3\n")
+        assert woken_promptly(w)
+
+
 def test_fallback_timeout_without_events(tmp_path: Path) -> None:
     with Watcher([tmp_path / "log.txt"]) as w:
         settle(w)
@@ -132,14 +153,19 @@ def test_fallback_timeout_without_events(tmp_path: Path) -> None:
         assert time.monotonic() - started >= 0.2
 
 
-def test_stop_is_idempotent_and_leaves_no_thread(tmp_path: Path) -> None:
-    before = threading.active_count()
+def open_fds() -> set[int]:
+    return set(map(int, os.listdir("/proc/self/fd")))
+
+
+def test_no_thread_of_its_own_and_stop_is_idempotent_and_releases_its_descriptors(tmp_path: Path) -> None:
+    before, fds = threading.active_count(), open_fds()
     w = Watcher([tmp_path / "a" / "log.txt", tmp_path / "log.txt", tmp_path / "*.log"])
     w.start()
-    assert threading.active_count() > before
+    assert threading.active_count() == before  # wait() reads the events itself
+    assert len(open_fds() - fds) == 3  # inotify and the wake-up pipe
     w.stop()
     w.stop()
-    assert threading.active_count() == before
+    assert open_fds() <= fds
     assert w.wait(5.0)  # a waiter is released by stop(), not left to its timeout
     with pytest.raises(RuntimeError):
         w.start()
