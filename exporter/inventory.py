@@ -366,7 +366,11 @@ class InventoryState:
         )
 
     def to_json(self) -> str:
-        data = _plain(self)
+        # Saved at every commit that follows a STATE record, and most records change one campaign or
+        # channel: the others are the same frozen objects as last time, so their plain forms are kept.
+        kept: dict[int, tuple[Any, Any]] = {}
+        data = _plain(self, getattr(self, "_plain_kept", {}), kept)
+        self._plain_kept = kept
         data["websockets"] = [[idx, *entry] for idx, entry in self.websockets.items()]
         return json.dumps(data, separators=(",", ":"))
 
@@ -502,16 +506,28 @@ def _campaign_saved(data: Mapping[str, Any]) -> Campaign:
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
-def _plain(value):
+def _plain(value, last: dict[int, tuple[Any, Any]] | None = None, kept: dict[int, tuple[Any, Any]] | None = None):
     """`dataclasses.asdict` without its deep copies (the pipeline saves this picture whenever it
-    moves, and asdict was most of what following TDM cost at rest): the same JSON."""
+    moves, and asdict was most of what following TDM cost at rest): the same JSON.
+
+    With `last` and `kept`: a frozen dataclass's plain form is taken from `last` when it is the very
+    same object (by identity: frozen, it cannot have changed), and every one used goes into `kept`."""
     if hasattr(value, "__dataclass_fields__"):
+        frozen = kept is not None and value.__dataclass_params__.frozen
+        if frozen:
+            hit = last.get(id(value))
+            if hit is not None and hit[0] is value:
+                kept[id(value)] = hit
+                return hit[1]
         names = _FIELD_NAMES.get(type(value))
         if names is None:
             names = _FIELD_NAMES[type(value)] = tuple(f.name for f in fields(value))
-        return {name: _plain(getattr(value, name)) for name in names}
+        plain = {name: _plain(getattr(value, name), last, kept) for name in names}
+        if frozen:
+            kept[id(value)] = (value, plain)
+        return plain
     if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
+        return [_plain(item, last, kept) for item in value]
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: _plain(item, last, kept) for key, item in value.items()}
     return value

@@ -170,3 +170,22 @@ def test_saved_picture_is_what_dataclasses_asdict_gives():
     expected = dataclasses.asdict(state)
     expected["websockets"] = [[idx, *entry] for idx, entry in state.websockets.items()]
     assert state.to_json() == json.dumps(expected, separators=(",", ":"))
+
+
+def test_saved_picture_stays_what_asdict_gives_as_records_change_it():
+    """to_json keeps the plain form of campaigns and channels carried over unchanged: one that changed
+    (a drop's progress replaces its campaign) must be saved anew."""
+    import dataclasses
+
+    def expected(state: InventoryState) -> str:
+        data = dataclasses.asdict(state)
+        data["websockets"] = [[idx, *entry] for idx, entry in state.websockets.items()]
+        return json.dumps(data, separators=(",", ":"))
+
+    state = fold(HELLO, ("campaign", {"campaign": campaign()}), ("channel", {"channel": channel("1")}),
+                 ("current_drop", {"drop": drop(confirmed=2, estimated=1)}))
+    assert state.to_json() == expected(state)
+    for confirmed in (3, 4):
+        assert state.apply(encode_record("drop", drop=drop(confirmed=confirmed, estimated=0)), NOW)
+        assert state.to_json() == expected(state)
+        assert f'"confirmed_minutes":{confirmed}' in state.to_json()
