@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
+from .bridge_web import current_mining_fields, status_fields
 from .cookies import JarInfo
 from .state import Snapshot
 from .supervisor import SupervisorStatus
+
+if TYPE_CHECKING:
+    from .bridge_link import BridgeLink
+    from .housekeeping import Seen
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,22 @@ def effective(snapshot: Snapshot, supervisor: SupervisorStatus | None) -> Snapsh
     if supervisor is None or supervisor.up:
         return snapshot
     return replace(snapshot, status="stopped", channel=None, drop=None, websocket_shards=frozenset())
+
+
+def status_answer(
+    snapshot: Snapshot,
+    supervisor: SupervisorStatus | None,
+    config: ConfigState,
+    seen: Seen,
+    link: BridgeLink,
+    now: float,
+    drop_minute_seconds: float,
+) -> dict[str, Any]:
+    """The status API's whole answer: miner_status with what the bridge adds."""
+    result = miner_status(snapshot, supervisor, config, seen.jar, seen.cpu_percent, now, seen.token_expiry, drop_minute_seconds)
+    result["current_mining"].update(current_mining_fields(snapshot, result["current_mining"]["drop"] is not None))
+    result.update(status_fields(snapshot, link, supervisor.up if supervisor is not None else None, now))
+    return result
 
 
 def miner_status(
