@@ -259,7 +259,8 @@ class Daemon:
 
     def status(self, now: float) -> dict[str, Any]:
         seen, config = self.housekeeping.seen, self.config_state
-        snapshot, supervisor = self.pipeline.snapshot(now), self._supervisor_status()
+        supervisor = self._supervisor_status()
+        snapshot = effective(self.pipeline.snapshot(now), supervisor)  # the bridge's fields too: a gone TDM's picture is not live
         answer = miner_status(
             snapshot, supervisor, config, seen.jar, seen.cpu_percent, now, seen.token_expiry, self.config.drop_minute_seconds
         )
