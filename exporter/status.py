@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
+from .bridge_web import current_mining_fields, status_fields
 from .cookies import JarInfo
 from .state import Snapshot
 from .supervisor import SupervisorStatus
+
+if TYPE_CHECKING:
+    from .bridge_link import BridgeLink
+    from .housekeeping import Seen
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,24 @@ def effective(snapshot: Snapshot, supervisor: SupervisorStatus | None) -> Snapsh
     if supervisor.up:
         return snapshot if inventory is snapshot.inventory else replace(snapshot, inventory=inventory)
     return replace(snapshot, status="stopped", channel=None, drop=None, websocket_shards=frozenset(), inventory=inventory)
+
+
+def status_answer(
+    snapshot: Snapshot,
+    supervisor: SupervisorStatus | None,
+    config: ConfigState,
+    seen: Seen,
+    link: BridgeLink,
+    now: float,
+    drop_minute_seconds: float,
+) -> dict[str, Any]:
+    """The status API's whole answer: miner_status with what the bridge adds (from the effective
+    snapshot too: a gone TDM's picture is last known, never live)."""
+    snapshot = effective(snapshot, supervisor)
+    result = miner_status(snapshot, supervisor, config, seen.jar, seen.cpu_percent, now, seen.token_expiry, drop_minute_seconds)
+    result["current_mining"].update(current_mining_fields(snapshot, result["current_mining"]["drop"] is not None))
+    result.update(status_fields(snapshot, link, supervisor.up if supervisor is not None else None, now))
+    return result
 
 
 def miner_status(

@@ -16,11 +16,12 @@ from exporter.bridge_link import BridgeLink
 from exporter.bridge_metrics import inventory_metrics
 from exporter.bridge_web import campaigns, channels, current_mining_fields, status_fields
 from exporter.events import Event, EventKind
+from exporter.housekeeping import Seen
 from exporter.http import Request
 from exporter.inventory import InventoryState
 from exporter.lifecycle import State
 from exporter.state import MinerState, Snapshot
-from exporter.status import effective
+from exporter.status import ConfigState, effective, status_answer
 from exporter.supervisor import SupervisorStatus
 
 NOW = 1_800_000_000.0
@@ -124,6 +125,19 @@ def test_once_tdm_is_down_nothing_says_it_is_doing_anything():
         # The series a running TDM vouched for are dropped, not repeated; no code waits for a gone TDM.
         metrics = samples(snap)
         assert metrics == {("tdm_login_code_pending", ()): 0}, metrics
+
+
+def test_the_status_answer_is_composed_from_the_effective_snapshot():
+    """The daemon hands status_answer the pipeline's raw snapshot: the bridge's fields are judged there."""
+    raw = mining().snapshot(NOW)
+    live = status_answer(raw, RUNNING, ConfigState(), Seen(), link(), NOW, 60.0)
+    assert live["bridge"]["live"] and live["current_mining"]["campaign_id"] == "c1" and live["channels_monitored"] == 2
+    down = status_answer(raw, DOWN[0], ConfigState(), Seen(), link(), NOW, 60.0)
+    assert down["running"] is False and down["bridge"]["live"] is False and down["bridge"]["as_of"] == NOW - 53
+    assert down["current_mining"]["channel"] is None and down["current_mining"]["campaign_id"] is None
+    assert down["channels_monitored"] is None and down["login"]["state"] == "unknown"
+    restarted = status_answer(raw, NEW_PROCESS, ConfigState(), Seen(), link(), NOW, 60.0)
+    assert restarted["bridge"]["live"] is False and restarted["current_mining"]["campaign_id"] is None
 
 
 def test_a_new_process_shows_the_previous_ones_picture_as_last_known_until_its_hello():
