@@ -1,7 +1,8 @@
 """What the bridge adds to the web API and /metrics, composed from snapshots (`InventoryView`).
 
 - Status fields: `login`, `current_mining.{campaign_id, campaign, confirmed_minutes,
-  estimated_minutes}`, `channels_monitored`, `pending_drops`, `claimed_drops`, `bridge`.
+  estimated_minutes}`, `channels_monitored`, `pending_drops`, `claimed_drops`, `bridge` (with `live`:
+  whether the picture is the running TDM's, and `as_of`: when TDM last reported it).
 - Handlers (web.ROUTES binds them): GET /api/campaigns, /api/channels, /api/games; POST
   /api/miner/login (202, 409 when no login is waiting, 501 unsupported), POST /api/miner/reload (202,
   501). POSTs take JSON only; auth and the cross-site check are the server's Gate, as for every route.
@@ -9,6 +10,10 @@
 
 A capability the launcher reported as missing answers 501; so does every bridge route when TDM runs
 without the launcher (an AppImage, attach mode): the logs still tell what they can.
+
+The snapshot given here is the status module's `effective` one: once the TDM that reported the picture
+is gone, its inventory is the last known one (`live` False on every campaign and channel, no channel
+online or watched, no current drop), never what a stopped TDM would be doing.
 """
 
 from __future__ import annotations
@@ -41,17 +46,19 @@ def capability_states(view: InventoryView | None, expected: bool) -> dict[str, s
 
 
 def status_fields(snap: Snapshot, link: BridgeLink, running: bool | None, now: float) -> dict[str, Any]:
-    """The status API's bridge fields (added beside the existing ones)."""
+    """The status API's bridge fields (added beside the existing ones). `snap`: the effective snapshot."""
     view = snap.inventory
     connected = bool(link.connected and running is not False)
     alive = running is not False  # what the last TDM showed is void once its process is gone
-    bridge: dict[str, Any] = {"connected": connected, "capabilities": capability_states(view, link.expected)}
-    if not link.expected and (view is None or not view.known):
-        bridge["reason"] = NO_LAUNCHER
     known = view is not None and view.known
+    live = known and alive and view.live
+    bridge: dict[str, Any] = {"connected": connected, "capabilities": capability_states(view, link.expected),
+                              "live": live, "as_of": view.reported_at if known else None}
+    if not link.expected and not known:
+        bridge["reason"] = NO_LAUNCHER
     return {
         "login": _login(snap, view, connected, alive, now),
-        "channels_monitored": len(view.channels) if known and alive else None,
+        "channels_monitored": len(view.channels) if live else None,
         "pending_drops": view.pending_drops(now) if known else None,
         "claimed_drops": view.claimed_drops() if known else None,
         "bridge": bridge,
@@ -63,7 +70,7 @@ def _login(snap: Snapshot, view: InventoryView | None, connected: bool, alive: b
               "code_expires_at": None, "can_press_login": False}
     if not alive:
         return answer
-    if view is None or not view.known:  # no bridge: what the log says
+    if view is None or not view.known or not view.live:  # no bridge, or a new TDM not reported yet: the log
         answer["state"] = _SESSION_LOGIN.get(snap.session, "unknown")
         return answer
     answer["state"] = view.login(now)
@@ -122,7 +129,7 @@ def campaigns(ctx: BridgeContext, request: Request) -> Response:
     if refusal is not None:
         return refusal
     now = time.time()
-    return json_response(200, [campaign.to_api(now) for campaign in view.campaigns] if view is not None else [])
+    return json_response(200, [campaign.to_api(now, view.live) for campaign in view.campaigns] if view is not None else [])
 
 
 def channels(ctx: BridgeContext, request: Request) -> Response:
@@ -133,7 +140,7 @@ def channels(ctx: BridgeContext, request: Request) -> Response:
     if view is None:
         return json_response(200, [])
     listed = sorted(view.channels, key=lambda channel: channel.id != view.watching)  # stable: TDM's order
-    return json_response(200, [channel.to_api(channel.id == view.watching) for channel in listed])
+    return json_response(200, [channel.to_api(channel.id == view.watching, view.live) for channel in listed])
 
 
 def games(ctx: BridgeContext, request: Request) -> Response:

@@ -24,10 +24,17 @@ class ConfigState:
 
 
 def effective(snapshot: Snapshot, supervisor: SupervisorStatus | None) -> Snapshot:
-    """What the logs say, unless the process is gone: then nothing they said is true any more."""
-    if supervisor is None or supervisor.up:
+    """What the logs and the bridge say, unless the process is gone: then nothing they said it was
+    doing is true any more. The bridge's picture is also the last known one (not live) while a new
+    process has not reported yet: until its hello, it is the previous process's."""
+    if supervisor is None:
         return snapshot
-    return replace(snapshot, status="stopped", channel=None, drop=None, websocket_shards=frozenset())
+    inventory = snapshot.inventory
+    if inventory is not None and not (supervisor.up and (supervisor.pid is None or inventory.reported_by(supervisor.pid))):
+        inventory = inventory.stale()
+    if supervisor.up:
+        return snapshot if inventory is snapshot.inventory else replace(snapshot, inventory=inventory)
+    return replace(snapshot, status="stopped", channel=None, drop=None, websocket_shards=frozenset(), inventory=inventory)
 
 
 def status_answer(
@@ -39,7 +46,9 @@ def status_answer(
     now: float,
     drop_minute_seconds: float,
 ) -> dict[str, Any]:
-    """The status API's whole answer: miner_status with what the bridge adds."""
+    """The status API's whole answer: miner_status with what the bridge adds (from the effective
+    snapshot too: a gone TDM's picture is last known, never live)."""
+    snapshot = effective(snapshot, supervisor)
     result = miner_status(snapshot, supervisor, config, seen.jar, seen.cpu_percent, now, seen.token_expiry, drop_minute_seconds)
     result["current_mining"].update(current_mining_fields(snapshot, result["current_mining"]["drop"] is not None))
     result.update(status_fields(snapshot, link, supervisor.up if supervisor is not None else None, now))
