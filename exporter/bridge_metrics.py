@@ -13,12 +13,14 @@ no code waits for a TDM that is gone.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from .bridge_link import BridgeLink
 from .state import Snapshot
+
+if TYPE_CHECKING:
+    from .bridge_link import BridgeLink
 
 
 def inventory_metrics(snap: Snapshot, now: float) -> Iterable[Metric]:

@@ -25,11 +25,10 @@ from loguru import logger
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import notify_send
-from .bridge_web import status_fields
 from .events import Event, EventKind
-from .http import Request, Response, json_refusal, json_response
 from .notify_rules import Notification, NotifyRules, is_news
 from .state import Drop, Snapshot
+from .status import status_fields
 
 if TYPE_CHECKING:
     from .bridge_link import BridgeLink
@@ -385,23 +384,3 @@ class NotifyCollector:
             length.add_metric([], 0)
         yield total
         yield length
-
-
-def notifications(ctx, request: Request) -> Response:
-    """GET /api/notifications: the channels (URLs masked) and the latest outcomes. `ctx` is web.WebContext."""
-    notifier = ctx.notifier()
-    if notifier is None:
-        return json_response(200, {"channels": [], "recent": []})
-    return json_response(200, {"channels": notifier.channels_view(), "recent": notifier.recent()})
-
-
-def notify_test(ctx, request: Request) -> Response:
-    """POST /api/notify/test: a test message to every URL, and each result."""
-    refusal = json_refusal(request)
-    if refusal is not None:
-        return refusal
-    notifier = ctx.notifier()
-    if notifier is None or not notifier.channels:
-        message = "no notification URLs configured (the notify: section of the config)"
-        return json_response(409, {"error": "not_configured", "message": message})
-    return json_response(200, {"results": notifier.test()})

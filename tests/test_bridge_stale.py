@@ -14,7 +14,8 @@ from types import SimpleNamespace
 from exporter.bridge import encode_record
 from exporter.bridge_link import BridgeLink
 from exporter.bridge_metrics import inventory_metrics
-from exporter.bridge_web import campaigns, channels, current_mining_fields, status_fields
+from exporter.bridge_web import campaigns, channels
+from exporter.status import current_mining_fields, status_fields
 from exporter.events import Event, EventKind
 from exporter.housekeeping import Seen
 from exporter.http import Request
