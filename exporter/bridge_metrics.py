@@ -3,26 +3,35 @@
 tdm_campaigns{status}, tdm_inventory_drops{state}, tdm_channels{status}, tdm_login_code_pending,
 tdm_login_code_expiry_timestamp_seconds, the current drop's confirmed and estimated minutes (apart:
 only confirmed minutes are progress), and tdm_bridge_up.
+
+TDM's picture is exported only while the TDM that reported it runs (`InventoryView.live`). Once it is
+gone the series are dropped, not repeated: Prometheus marks a series missing from a scrape stale at
+once, so queries, alerts and panels stop at the last true value instead of carrying a count no
+running TDM vouches for (tdm_miner_up and tdm_bridge_up say why). tdm_login_code_pending is 0 then:
+no code waits for a TDM that is gone.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from .bridge_link import BridgeLink
 from .state import Snapshot
+
+if TYPE_CHECKING:
+    from .bridge_link import BridgeLink
 
 
 def inventory_metrics(snap: Snapshot, now: float) -> Iterable[Metric]:
     """The inventory's metrics, from a Snapshot (also what `replay` prints)."""
     view = snap.inventory
     known = view is not None and view.known
+    live = known and view.live
     campaigns = GaugeMetricFamily("tdm_campaigns", "Campaigns in TDM's inventory, by status.", labels=["status"])
     drops = GaugeMetricFamily("tdm_inventory_drops", "Drops in TDM's inventory, by state.", labels=["state"])
     channels = GaugeMetricFamily("tdm_channels", "Channels TDM monitors, by status.", labels=["status"])
-    if known:
+    if live:
         for status, count in view.campaign_statuses(now).items():
             campaigns.add_metric([status], count)
         for state, count in view.drop_states().items():
@@ -30,7 +39,7 @@ def inventory_metrics(snap: Snapshot, now: float) -> Iterable[Metric]:
         for status, count in view.channel_statuses().items():
             channels.add_metric([status], count)
     yield from (campaigns, drops, channels)
-    pending = known and view.code_pending(now)
+    pending = live and view.code_pending(now)
     yield GaugeMetricFamily("tdm_login_code_pending", "1 while a login code waits to be entered.", value=int(bool(pending)))
     expiry = GaugeMetricFamily("tdm_login_code_expiry_timestamp_seconds", "When the login code shown expires.")
     if pending and view.code.expires_at is not None:
@@ -43,7 +52,7 @@ def inventory_metrics(snap: Snapshot, now: float) -> Iterable[Metric]:
         "tdm_drop_estimated_minutes", "Minutes TDM counted on its own for the current drop since Twitch last confirmed.",
         labels=["drop", "game"],
     )
-    drop = view.current_drop if known else None
+    drop = view.current_drop if live else None
     if drop is not None and drop.confirmed_minutes is not None:
         campaign = view.campaign(drop.campaign_id)
         labels = [drop.name or "", (campaign.game if campaign is not None else None) or ""]

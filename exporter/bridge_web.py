@@ -1,14 +1,16 @@
 """What the bridge adds to the web API and /metrics, composed from snapshots (`InventoryView`).
 
-- Status fields: `login`, `current_mining.{campaign_id, campaign, confirmed_minutes,
-  estimated_minutes}`, `channels_monitored`, `pending_drops`, `claimed_drops`, `bridge`.
 - Handlers (web.ROUTES binds them): GET /api/campaigns, /api/channels, /api/games; POST
   /api/miner/login (202, 409 when no login is waiting, 501 unsupported), POST /api/miner/reload (202,
   501). POSTs take JSON only; auth and the cross-site check are the server's Gate, as for every route.
-(Its metrics are in `bridge_metrics`.)
+(Its status fields are in `status`, its metrics in `bridge_metrics`.)
 
 A capability the launcher reported as missing answers 501; so does every bridge route when TDM runs
 without the launcher (an AppImage, attach mode): the logs still tell what they can.
+
+The snapshot given here is the status module's `effective` one: once the TDM that reported the picture
+is gone, its inventory is the last known one (`live` False on every campaign and channel, no channel
+online or watched, no current drop), never what a stopped TDM would be doing.
 """
 
 from __future__ import annotations
@@ -17,81 +19,13 @@ import time
 from typing import Any, Callable, Protocol
 
 from .bridge import BridgeUnavailable
-from .bridge_link import BridgeLink
 from .http import Request, Response, json_refusal, json_response
 from .inventory import InventoryView
 from .state import Snapshot
+from .status import BRIDGE_CAPABILITIES, NO_LAUNCHER
 
 # Which capability each route needs (the launcher's hello names them).
-ROUTE_CAPABILITY = {"campaigns": "campaigns", "channels": "channels", "games": "games", "login": "login", "reload": "reload"}
-NO_LAUNCHER = "TDM does not run through twitchminert's launcher (an AppImage or exe, attach mode, or mirror_gui_output: off)"
-_SESSION_LOGIN = {"authenticated": "logged_in", "login_required": "login_required"}
-
-
-# -- status ------------------------------------------------------------------------------------
-
-
-def capability_states(view: InventoryView | None, expected: bool) -> dict[str, str]:
-    """{capability: "supported"|"unsupported"} as the launcher reported them."""
-    if view is None or not view.known:
-        if expected:
-            return {}  # not reported yet: TDM is starting
-        return dict.fromkeys(ROUTE_CAPABILITY.values(), "unsupported")
-    return {name: "supported" if ok else "unsupported" for name, ok in sorted(view.capabilities.items())}
-
-
-def status_fields(snap: Snapshot, link: BridgeLink, running: bool | None, now: float) -> dict[str, Any]:
-    """The status API's bridge fields (added beside the existing ones)."""
-    view = snap.inventory
-    connected = bool(link.connected and running is not False)
-    alive = running is not False  # what the last TDM showed is void once its process is gone
-    bridge: dict[str, Any] = {"connected": connected, "capabilities": capability_states(view, link.expected)}
-    if not link.expected and (view is None or not view.known):
-        bridge["reason"] = NO_LAUNCHER
-    known = view is not None and view.known
-    return {
-        "login": _login(snap, view, connected, alive, now),
-        "channels_monitored": len(view.channels) if known and alive else None,
-        "pending_drops": view.pending_drops(now) if known else None,
-        "claimed_drops": view.claimed_drops() if known else None,
-        "bridge": bridge,
-    }
-
-
-def _login(snap: Snapshot, view: InventoryView | None, connected: bool, alive: bool, now: float) -> dict[str, Any]:
-    answer = {"state": "unknown", "user_id": None, "user_code": None, "activation_url": None,
-              "code_expires_at": None, "can_press_login": False}
-    if not alive:
-        return answer
-    if view is None or not view.known:  # no bridge: what the log says
-        answer["state"] = _SESSION_LOGIN.get(snap.session, "unknown")
-        return answer
-    answer["state"] = view.login(now)
-    if answer["state"] == "unknown":  # the login form is not hooked, or says nothing yet: the log
-        answer["state"] = _SESSION_LOGIN.get(snap.session, "unknown")
-    answer["user_id"] = view.user_id
-    if view.code_pending(now):
-        code = view.code
-        answer.update(user_code=code.user_code, activation_url=code.activation_url, code_expires_at=code.expires_at)
-    answer["can_press_login"] = bool(connected and view.waiting_for_login and view.capabilities.get("login"))
-    return answer
-
-
-def current_mining_fields(snap: Snapshot, shown: bool) -> dict[str, Any]:
-    """current_mining's campaign and minutes; confirmed and estimated minutes apart.
-    `shown`: whether the status shows a current drop at all."""
-    fields: dict[str, Any] = {"campaign_id": None, "campaign": None, "confirmed_minutes": None, "estimated_minutes": None}
-    if not shown:
-        return fields
-    view = snap.inventory
-    drop = view.current_drop if view is not None else None
-    if drop is not None:
-        campaign = view.campaign(drop.campaign_id)
-        fields.update(campaign_id=drop.campaign_id, campaign=campaign.name if campaign is not None else None,
-                      confirmed_minutes=drop.confirmed_minutes, estimated_minutes=drop.estimated_minutes)
-    elif snap.drop is not None:  # no bridge: the log's progress lines
-        fields.update(confirmed_minutes=snap.drop.confirmed, estimated_minutes=snap.drop.estimated)
-    return fields
+ROUTE_CAPABILITY = {name: name for name in BRIDGE_CAPABILITIES}
 
 
 # -- routes -----------------------------------------------------------------------------------
@@ -122,7 +56,7 @@ def campaigns(ctx: BridgeContext, request: Request) -> Response:
     if refusal is not None:
         return refusal
     now = time.time()
-    return json_response(200, [campaign.to_api(now) for campaign in view.campaigns] if view is not None else [])
+    return json_response(200, [campaign.to_api(now, view.live) for campaign in view.campaigns] if view is not None else [])
 
 
 def channels(ctx: BridgeContext, request: Request) -> Response:
@@ -133,7 +67,7 @@ def channels(ctx: BridgeContext, request: Request) -> Response:
     if view is None:
         return json_response(200, [])
     listed = sorted(view.channels, key=lambda channel: channel.id != view.watching)  # stable: TDM's order
-    return json_response(200, [channel.to_api(channel.id == view.watching) for channel in listed])
+    return json_response(200, [channel.to_api(channel.id == view.watching, view.live) for channel in listed])
 
 
 def games(ctx: BridgeContext, request: Request) -> Response:

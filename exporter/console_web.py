@@ -16,6 +16,7 @@ from typing import Any, Callable
 from .history import EventQuery, History, HistoryError, known_zone, per_day
 from .http import Request, Response
 from .settings_editor import Answer, SettingsEditor
+from .state import Drop
 from .webconfig import parse_basic
 
 STATS_DAYS = 14
@@ -50,13 +51,13 @@ def _param(request: Request, name: str) -> str | None:
 
 @dataclass(frozen=True)
 class Console:
-    """What the console's routes need from the daemon. `current_drop` gives (drop, game) being mined now;
+    """What the console's routes need from the daemon. `current_drop` gives the drop being mined now;
     `known_games` the game names seen (to split a claim's text into game and rewards); `auth_on` whether
     basic auth is on (only then is the Authorization header's user a checked one)."""
 
     editor: SettingsEditor
     history: History
-    current_drop: Callable[[], tuple[str | None, str | None]]
+    current_drop: Callable[[], Drop | None]
     known_games: Callable[[], list[str]]
     auth_on: Callable[[], bool]
 
@@ -101,7 +102,8 @@ def history_stats(ctx: Any, request: Request) -> Response:
     days = min(max(days, 1), 90)
     now = time.time()
     times = console.history.claim_times(now - (days + 1) * 86400.0)
-    drop, game = console.current_drop()
+    current = console.current_drop()
+    drop, game = (current.name, current.game) if current is not None else (None, None)
     return json_response(200, {
         "zone": zone,
         "per_day": per_day(times, zone, days, now),

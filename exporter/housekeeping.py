@@ -51,6 +51,16 @@ def terminated_while_up(event: Event, status: SupervisorStatus) -> bool:
     return stops_mining(event) and status.up and status.start_time is not None and event.time >= status.start_time - 1.0
 
 
+def restart_if_terminated(event: Event, supervisor: Supervisor | None, mode: str) -> None:
+    """Restart a supervised TDM that said it stopped mining but still runs (called for every event)."""
+    if supervisor is None or mode != "run" or not terminated_while_up(event, supervisor.status()):
+        return
+    # Say what happens: with miner.restart_on_terminated off the supervisor ignores the restart.
+    restarting = supervisor.restart("terminated")
+    logger.warning("TDM stopped mining but is still running ({}); {}", event.kind.value,
+                   "restarting it" if restarting else "not restarting it (miner.restart_on_terminated is off)")
+
+
 def cpu_percent(previous: tuple[float, float] | None, now: float, cpu_seconds: float) -> float | None:
     """TDM's CPU share since the `previous` (monotonic time, cpu seconds) sample, in percent of one core."""
     if previous is None or now <= previous[0]:

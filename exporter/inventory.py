@@ -7,6 +7,11 @@ order, exactly like `MinerState` folds events, so the daemon resumes from its st
 TDM process: nothing the previous one showed is true any more. A `snapshot` record replaces
 everything at once.
 
+The picture is live only while the process that reported it runs (`InventoryView.reported_by`). Once
+it is gone, `InventoryView.stale()` keeps what it knew of the account (campaigns, drops, the channels'
+names) as last known, `live` False, and voids what it was doing (watching, the current drop, a login
+code, websockets): nothing may say a stopped TDM is active.
+
 Minutes stay apart: `confirmed_minutes` is what Twitch confirmed (TDM's real_current_minutes),
 `estimated_minutes` what TDM counted on its own since (extra_current_minutes); TDM shows their sum.
 Only confirmed minutes count as progress (`confirmed_progress_time`).
@@ -85,7 +90,8 @@ class Campaign:
             return "upcoming"
         return "active"
 
-    def to_api(self, now: float) -> dict[str, Any]:
+    def to_api(self, now: float, live: bool = True) -> dict[str, Any]:
+        """`live` False: the last known campaign of a TDM that no longer runs (its drops' minutes too)."""
         return {
             "id": self.id,
             "name": self.name,
@@ -96,6 +102,7 @@ class Campaign:
             "starts_at": self.starts_at,
             "ends_at": self.ends_at,
             "drops": [drop.to_api() for drop in self.drops],
+            "live": live,
         }
 
 
@@ -116,15 +123,18 @@ class Channel:
             return "online"
         return "pending" if self.pending_online else "offline"
 
-    def to_api(self, watching: bool) -> dict[str, Any]:
+    def to_api(self, watching: bool, live: bool = True) -> dict[str, Any]:
+        """`live` False: a channel a TDM that no longer runs monitored; whether it is online now, and
+        its viewers, nobody knows (null), and nobody watches it."""
         return {
             "name": self.name,
-            "online": self.online,
+            "online": self.online if live else None,
             "game": self.game,
             "drops_enabled": self.drops_enabled,
-            "viewers": self.viewers,
-            "watching": watching,
+            "viewers": self.viewers if live else None,
+            "watching": watching and live,
             "acl_based": self.acl_based,
+            "live": live,
         }
 
 
@@ -154,6 +164,24 @@ class InventoryView:
     status_text: str | None
     current_drop: Drop | None
     confirmed_progress_time: float | None  # when the current drop's confirmed minutes last moved
+    pid: int | None = None  # the TDM process that reported it (its hello's); None: not said
+    reported_at: float | None = None  # when TDM last reported anything: the picture is as of then
+    live: bool = True  # False: that TDM is gone; what it knew is kept, what it did is void (`stale`)
+
+    def reported_by(self, pid: int) -> bool:
+        """Whether this is the picture of the running process `pid`. A picture that names no process
+        (saved before pids were recorded) is taken as the running one's."""
+        return self.pid is None or self.pid == pid
+
+    def stale(self) -> InventoryView:
+        """The picture once the TDM that showed it is gone (stopped, crashed, restarting, a new
+        process that has not reported yet): the account's campaigns, drops, games and the channels
+        last monitored stay, as last known; watching, the current drop, a login code, websockets and
+        the status bar were what that process was doing, and are dropped."""
+        if not self.live:
+            return self
+        return replace(self, live=False, watching=None, current_drop=None, confirmed_progress_time=None,
+                       code=None, waiting_for_login=False, websockets={}, status_text=None)
 
     def login(self, now: float) -> str:
         """logged_in, login_required, code_shown or unknown."""
@@ -221,6 +249,8 @@ class InventoryState:
     status_text: str | None = None
     current_drop: Drop | None = None
     confirmed_progress_time: float | None = None
+    pid: int | None = None
+    reported_at: float | None = None
     revision: int = 0  # bumped by every change: the store saves the picture only when it moved
     unreadable: int = 0  # STATE records that were not ours to read (garbled, other schema)
 
@@ -238,6 +268,7 @@ class InventoryState:
         except (KeyError, TypeError, ValueError, AttributeError):
             self.unreadable += 1  # one bad record never stops the rest
             return False
+        self.reported_at = time
         self.revision += 1
         return True
 
@@ -245,6 +276,7 @@ class InventoryState:
         self._reset()
         self.known = True
         self.capabilities = _capabilities(record.get("capabilities"))
+        self.pid = _int(record.get("pid"))
 
     def _reset(self) -> None:
         fresh = InventoryState(revision=self.revision, unreadable=self.unreadable)
@@ -363,6 +395,8 @@ class InventoryState:
             status_text=self.status_text,
             current_drop=self.current_drop,
             confirmed_progress_time=self.confirmed_progress_time,
+            pid=self.pid,
+            reported_at=self.reported_at,
         )
 
     def to_json(self) -> str:
@@ -395,6 +429,8 @@ class InventoryState:
                 status_text=data["status_text"],
                 current_drop=_drop_saved(data["current_drop"]) if data["current_drop"] else None,
                 confirmed_progress_time=data["confirmed_progress_time"],
+                pid=data.get("pid"),  # absent from pictures saved before they were recorded
+                reported_at=data.get("reported_at"),
                 revision=int(data["revision"]),
                 unreadable=int(data["unreadable"]),
             )

@@ -18,6 +18,8 @@ from .lifecycle import RESTART_REASONS, State
 from .state import MINER_STATUSES, SESSION_STATES, Snapshot
 
 if TYPE_CHECKING:
+    from .housekeeping import Seen
+    from .status import ConfigState
     from .supervisor import SupervisorStatus
 
 COUNTER_HELP = {
@@ -194,6 +196,20 @@ class ExporterHealth:
     cookies_present: bool | None = None  # None: cookies.jar not read (yet, or no miner.dir)
     cookies_modified_time: float | None = None
     token_expiry: float | None = None
+
+    @classmethod
+    def of(cls, config: ConfigState, reloads: Mapping[str, int], seen: Seen, settings_writes: int) -> ExporterHealth:
+        """From the reloader's outcome and what housekeeping last saw of cookies.jar."""
+        jar = seen.jar
+        return cls(
+            last_reload_successful=config.last_reload_successful,
+            last_success_time=config.last_success_time,
+            reloads=dict(reloads),
+            settings_writes=settings_writes,
+            cookies_present=None if jar is None else jar.present and jar.has_auth_token,
+            cookies_modified_time=None if jar is None else jar.modified_time,
+            token_expiry=seen.token_expiry,
+        )
 
 
 class ExporterCollector(Collector):

@@ -21,16 +21,19 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from loguru import logger
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import notify_send
 from .events import Event, EventKind
-from .http import Request, Response, json_refusal, json_response
 from .notify_rules import TICKED, Notification, NotifyRules, is_news
 from .state import Drop, Snapshot
+from .status import status_fields
+
+if TYPE_CHECKING:
+    from .bridge_link import BridgeLink
 
 QUEUE_CAPACITY = 100  # per URL; past it a notification is dropped (counted, stored, logged)
 RETRY_DELAYS = (2.0, 8.0, 30.0, 120.0, 600.0)  # after the 1st, 2nd, ... failed try; then it failed
@@ -53,6 +56,18 @@ class Observation:
     supervisor: Any  # SupervisorStatus | None
     login: Mapping[str, Any] | None = None
     campaigns: Sequence[Mapping[str, Any]] | None = None
+
+    @classmethod
+    def of(cls, snapshot: Snapshot, supervisor: Any, link: BridgeLink, now: float) -> Observation:
+        """The log's picture, the supervisor's, and the bridge's: the status API's `login` (with the code
+        once shown), and the campaigns once TDM has shown some: unknown (None) before, not "none", since
+        the first list TDM shows is what already exists."""
+        login = status_fields(snapshot, link, supervisor.up if supervisor is not None else None, now)["login"]
+        view = snapshot.inventory
+        campaigns = None
+        if view is not None and view.known and view.capabilities.get("campaigns") and view.campaigns:
+            campaigns = [campaign.to_api(now) for campaign in view.campaigns]
+        return cls(snapshot, supervisor, login, campaigns)
 
 
 @dataclass(frozen=True)
@@ -379,23 +394,3 @@ class NotifyCollector:
             length.add_metric([], 0)
         yield total
         yield length
-
-
-def notifications(ctx, request: Request) -> Response:
-    """GET /api/notifications: the channels (URLs masked) and the latest outcomes. `ctx` is web.WebContext."""
-    notifier = ctx.notifier()
-    if notifier is None:
-        return json_response(200, {"channels": [], "recent": []})
-    return json_response(200, {"channels": notifier.channels_view(), "recent": notifier.recent()})
-
-
-def notify_test(ctx, request: Request) -> Response:
-    """POST /api/notify/test: a test message to every URL, and each result."""
-    refusal = json_refusal(request)
-    if refusal is not None:
-        return refusal
-    notifier = ctx.notifier()
-    if notifier is None or not notifier.channels:
-        message = "no notification URLs configured (the notify: section of the config)"
-        return json_response(409, {"error": "not_configured", "message": message})
-    return json_response(200, {"results": notifier.test()})

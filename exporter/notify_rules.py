@@ -23,6 +23,7 @@ from .lifecycle import State
 from .state import Drop, Snapshot, game_of_claim
 
 if TYPE_CHECKING:
+    from .config import Config
     from .supervisor import SupervisorStatus
 
 # Events that are news by themselves (the rest only change the state the ticks look at).
@@ -66,6 +67,12 @@ class RuleSettings:
     campaign_ending_within: float = 6 * 3600.0
     max_event_age: float = 600.0  # older records (a log read from its start) are history, not news
     priority: tuple[str, ...] = ()  # games whose campaigns matter; empty: every game
+
+    @classmethod
+    def of(cls, config: Config) -> RuleSettings:
+        """The stall time the supervisor uses, and the games TDM is told to put first."""
+        stalled_after = config.miner.restart_on_stall or cls.stalled_after
+        return cls(stalled_after=stalled_after, priority=tuple(config.settings.get("priority", ())))
 
 
 @dataclass(frozen=True)

@@ -225,6 +225,14 @@ class Pipeline:
         with self.lock:
             return self.handler.state.snapshot(time.time() if wall_now is None else wall_now)
 
+    def known_games(self) -> list[str]:
+        """The games TDM can mine (the bridge's list and its campaigns') and those seen in its log."""
+        with self.lock:
+            state = self.handler.state
+            inventory = state.snapshot(time.time()).inventory
+            bridged = list(inventory.games) + [c.game for c in inventory.campaigns if c.game] if inventory is not None else []
+            return bridged + list(state.known_games)
+
     def poll(self, now: float) -> int:
         """Read what is new everywhere, emit due records, commit (at most once a second).
         Returns the records handled.

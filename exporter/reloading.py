@@ -1,22 +1,31 @@
-"""Loading a config for a reload: the file and every file it names, checked before anything changes.
+"""Reloading the config: the file and every file it names, checked before anything changes.
 
 `load_candidate` reads the config, compiles its pattern files and parses its web config file; an
 error in any of them is a failed reload. `refusal` names what makes a config that parses still a
 bad reload (an empty or half-written file). `config_diff` says what changed, for the audit trail
-and for the daemon to rebuild only those parts.
+and for the daemon to rebuild only those parts. `Reloader` runs one reload at a time through those
+steps and keeps the count and outcome the exporter reports; the daemon says how to rebuild a part.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from loguru import logger
 
 from . import yamlfile
 from .config import Config, ConfigError, config_from
+from .events import EventKind
 from .patterns import PatternSet, load_user_patterns
+from .status import ConfigState
+from .supervisor import SupervisorError
 from .webconfig import WebConfigFile, load_web_config
 
 if TYPE_CHECKING:
@@ -122,3 +131,80 @@ def config_diff(old: Config, new: Config) -> dict[str, list[Any]]:
 def _plain(value: Any) -> dict[str, Any]:
     raw = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else dict(value)
     return json.loads(json.dumps(raw, default=str))
+
+
+class Reloadable(Protocol):
+    """What a reload works on: the daemon's running config and how it rebuilds its parts."""
+
+    config: Config
+    web: WebConfigFile | None
+
+    @property
+    def patterns(self) -> PatternSet: ...
+
+    @property
+    def miner_running(self) -> bool: ...
+
+    def prepare(self, candidate: Candidate, changes: dict[str, list[Any]], prepared: Prepared) -> None:
+        """Build everything that can fail (bind, open, check) without changing what runs."""
+
+    def apply(self, candidate: Candidate, changes: dict[str, list[Any]], prepared: Prepared) -> None:
+        """Swap the prepared parts in; cannot fail."""
+
+    def record(self, action: str, fields: dict[str, Any], kind: EventKind) -> None: ...
+
+
+class Reloader:
+    """One reload at a time, applied whole or not at all, and the outcome for /metrics and the status API."""
+
+    def __init__(self, path: Path | None, target: Reloadable, adjust: Callable[[Config], Config] | None = None) -> None:
+        self.path = path
+        self.adjust = adjust  # what the command line sets over the file, at every reload too
+        self.state = ConfigState(last_success_time=time.time())
+        self.counts = {"success": 0, "failure": 0}
+        self._target = target
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> bool:
+        """Refuse reloads from now on; one in progress finishes first. False when already closed."""
+        with self._lock:
+            was_open, self._closed = not self._closed, True
+            return was_open
+
+    def reload(self, source: str) -> tuple[bool, str]:
+        """Load the config file again and apply what changed. A config that cannot be applied whole
+        (invalid, empty, or naming a busy listen address) changes nothing."""
+        if self.path is None:
+            return False, "no config file to reload (started without --config.file)"
+        with self._lock:
+            if self._closed:
+                return False, "stopping"
+            target, prepared = self._target, Prepared()
+            try:
+                candidate = load_candidate(self.path, self.adjust)
+                why = refusal(target.config, candidate, self.path, target.miner_running)
+                if why is not None:
+                    raise ConfigError(why)
+                changes = config_changes(target.config, target.patterns, target.web, candidate)
+                target.prepare(candidate, changes, prepared)
+            except (ValueError, OSError, SupervisorError, sqlite3.Error) as error:  # ValueError: ConfigError, PatternError...
+                prepared.discard()
+                return self._failed(source, str(error))
+            self.counts["success"] += 1
+            self.state = ConfigState(True, time.time(), None)
+            if not changes:
+                return True, "no change"
+            target.record("config_change", {"source": source, "changes": changes}, EventKind.CONFIG_CHANGE)
+            target.apply(candidate, changes, prepared)
+            return True, f"applied: {', '.join(sorted(changes))}"
+
+    def _failed(self, source: str, message: str) -> tuple[bool, str]:
+        self.counts["failure"] += 1
+        self.state = ConfigState(False, self.state.last_success_time, message)
+        logger.error("config reload ({}) failed, keeping the running config:\n{}", source, message)
+        return False, message

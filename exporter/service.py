@@ -100,7 +100,7 @@ def run(config: Config, listen_address: str | None = None, config_file: Path | N
             wakeup.wait(60.0)  # the bound is only a safety net
             if (hup or wakeup.changed) and not stopping:
                 hup = wakeup.changed = False
-                daemon.reload(watcher.take_source() if watcher is not None else "sighup")
+                daemon.reloader.reload(watcher.take_source() if watcher is not None else "sighup")
     finally:
         if watcher is not None:
             watcher.stop()

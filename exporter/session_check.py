@@ -13,9 +13,12 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from exporter.cookies import read_auth_token
+from .cookies import read_auth_token
+
+if TYPE_CHECKING:
+    from .config import Config
 
 DEFAULT_BASE_URL = "https://id.twitch.tv"
 TDM_CLIENT_ID = "kd1unb4b3q4t58fwlpcbzcbnm76a8fp"  # TDM's ANDROID_APP; another id makes TDM delete the jar
@@ -126,3 +129,11 @@ class SessionChecker:
         else:
             self.last = self._validate(token, self.base_url)
         return self.last
+
+
+def checker_for(config: Config) -> SessionChecker | None:
+    """The token check `session.validate` asks for, on the supervised miner's jar (None: no check)."""
+    session = config.session
+    if not session.validate or config.miner.dir is None:
+        return None
+    return SessionChecker(config.miner.dir / "cookies.jar", session.validate_url, session.validate_interval)

@@ -220,6 +220,16 @@ def load(directory: Path) -> TdmSettings:
     return _load_file(path) if path.exists() else TdmSettings()
 
 
+def load_or_none(directory: Path | None) -> TdmSettings | None:
+    """What TDM's settings hold now, or None when there is no miner folder or TDM could not load them."""
+    if directory is None:
+        return None
+    try:
+        return load(directory)
+    except (SettingsUnreadable, OSError):
+        return None
+
+
 def existing_text(directory: Path) -> str | None:
     """The text of `directory`/settings.json (undecodable bytes replaced), or None when there is none."""
     data = _read_or_none(directory / SETTINGS_NAME)

@@ -1,14 +1,29 @@
-"""The status API's answer, composed from snapshots. Pure: no I/O, `now` is passed in."""
+"""The status API's answer, composed from snapshots. Pure: no I/O, `now` is passed in.
+
+`miner_status` is what the log and the supervisor say; `status_fields` and `current_mining_fields` what the
+bridge adds (`login`, the current campaign and its confirmed and estimated minutes, `channels_monitored`,
+`pending_drops`, `claimed_drops`, and `bridge`: connected, capabilities, `live` and `as_of`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .cookies import JarInfo
 from .state import Snapshot
-from .supervisor import SupervisorStatus
+
+if TYPE_CHECKING:
+    from .bridge_link import BridgeLink
+    from .cookies import JarInfo
+    from .housekeeping import Seen
+    from .inventory import InventoryView
+    from .supervisor import SupervisorStatus
+
+# What the launcher can hook in TDM (its hello says which it did), and why there is no bridge at all.
+BRIDGE_CAPABILITIES = ("campaigns", "channels", "games", "login", "reload")
+NO_LAUNCHER = "TDM does not run through twitchminert's launcher (an AppImage or exe, attach mode, or mirror_gui_output: off)"
+_SESSION_LOGIN = {"authenticated": "logged_in", "login_required": "login_required"}
 
 
 @dataclass(frozen=True)
@@ -19,10 +34,35 @@ class ConfigState:
 
 
 def effective(snapshot: Snapshot, supervisor: SupervisorStatus | None) -> Snapshot:
-    """What the logs say, unless the process is gone: then nothing they said is true any more."""
-    if supervisor is None or supervisor.up:
+    """What the logs and the bridge say, unless the process is gone: then nothing they said it was
+    doing is true any more. The bridge's picture is also the last known one (not live) while a new
+    process has not reported yet: until its hello, it is the previous process's."""
+    if supervisor is None:
         return snapshot
-    return replace(snapshot, status="stopped", channel=None, drop=None, websocket_shards=frozenset())
+    inventory = snapshot.inventory
+    if inventory is not None and not (supervisor.up and (supervisor.pid is None or inventory.reported_by(supervisor.pid))):
+        inventory = inventory.stale()
+    if supervisor.up:
+        return snapshot if inventory is snapshot.inventory else replace(snapshot, inventory=inventory)
+    return replace(snapshot, status="stopped", channel=None, drop=None, websocket_shards=frozenset(), inventory=inventory)
+
+
+def status_answer(
+    snapshot: Snapshot,
+    supervisor: SupervisorStatus | None,
+    config: ConfigState,
+    seen: Seen,
+    link: BridgeLink,
+    now: float,
+    drop_minute_seconds: float,
+) -> dict[str, Any]:
+    """The status API's whole answer: miner_status with what the bridge adds (from the effective
+    snapshot too: a gone TDM's picture is last known, never live)."""
+    snapshot = effective(snapshot, supervisor)
+    result = miner_status(snapshot, supervisor, config, seen.jar, seen.cpu_percent, now, seen.token_expiry, drop_minute_seconds)
+    result["current_mining"].update(current_mining_fields(snapshot, result["current_mining"]["drop"] is not None))
+    result.update(status_fields(snapshot, link, supervisor.up if supervisor is not None else None, now))
+    return result
 
 
 def miner_status(
@@ -122,3 +162,71 @@ def _cookies(jar: JarInfo | None, token_expiry: float | None) -> dict[str, Any] 
         "token_expiry": token_expiry if token_expiry is not None else jar.auth_token_expiry,
         "error": jar.error,  # why an unreadable jar cannot be read (never a cookie value)
     }
+
+
+# -- what the bridge adds ------------------------------------------------------------------------------------
+
+
+def capability_states(view: InventoryView | None, expected: bool) -> dict[str, str]:
+    """{capability: "supported"|"unsupported"} as the launcher reported them."""
+    if view is None or not view.known:
+        if expected:
+            return {}  # not reported yet: TDM is starting
+        return dict.fromkeys(BRIDGE_CAPABILITIES, "unsupported")
+    return {name: "supported" if ok else "unsupported" for name, ok in sorted(view.capabilities.items())}
+
+
+def status_fields(snap: Snapshot, link: BridgeLink, running: bool | None, now: float) -> dict[str, Any]:
+    """The status API's bridge fields (added beside the existing ones). `snap`: the effective snapshot."""
+    view = snap.inventory
+    connected = bool(link.connected and running is not False)
+    alive = running is not False  # what the last TDM showed is void once its process is gone
+    known = view is not None and view.known
+    live = known and alive and view.live
+    bridge: dict[str, Any] = {"connected": connected, "capabilities": capability_states(view, link.expected),
+                              "live": live, "as_of": view.reported_at if known else None}
+    if not link.expected and not known:
+        bridge["reason"] = NO_LAUNCHER
+    return {
+        "login": _login(snap, view, connected, alive, now),
+        "channels_monitored": len(view.channels) if live else None,
+        "pending_drops": view.pending_drops(now) if known else None,
+        "claimed_drops": view.claimed_drops() if known else None,
+        "bridge": bridge,
+    }
+
+
+def _login(snap: Snapshot, view: InventoryView | None, connected: bool, alive: bool, now: float) -> dict[str, Any]:
+    answer = {"state": "unknown", "user_id": None, "user_code": None, "activation_url": None,
+              "code_expires_at": None, "can_press_login": False}
+    if not alive:
+        return answer
+    if view is None or not view.known or not view.live:  # no bridge, or a new TDM not reported yet: the log
+        answer["state"] = _SESSION_LOGIN.get(snap.session, "unknown")
+        return answer
+    answer["state"] = view.login(now)
+    if answer["state"] == "unknown":  # the login form is not hooked, or says nothing yet: the log
+        answer["state"] = _SESSION_LOGIN.get(snap.session, "unknown")
+    answer["user_id"] = view.user_id
+    if view.code_pending(now):
+        code = view.code
+        answer.update(user_code=code.user_code, activation_url=code.activation_url, code_expires_at=code.expires_at)
+    answer["can_press_login"] = bool(connected and view.waiting_for_login and view.capabilities.get("login"))
+    return answer
+
+
+def current_mining_fields(snap: Snapshot, shown: bool) -> dict[str, Any]:
+    """current_mining's campaign and minutes; confirmed and estimated minutes apart.
+    `shown`: whether the status shows a current drop at all."""
+    fields: dict[str, Any] = {"campaign_id": None, "campaign": None, "confirmed_minutes": None, "estimated_minutes": None}
+    if not shown:
+        return fields
+    view = snap.inventory
+    drop = view.current_drop if view is not None else None
+    if drop is not None:
+        campaign = view.campaign(drop.campaign_id)
+        fields.update(campaign_id=drop.campaign_id, campaign=campaign.name if campaign is not None else None,
+                      confirmed_minutes=drop.confirmed_minutes, estimated_minutes=drop.estimated_minutes)
+    elif snap.drop is not None:  # no bridge: the log's progress lines
+        fields.update(confirmed_minutes=snap.drop.confirmed, estimated_minutes=snap.drop.estimated)
+    return fields

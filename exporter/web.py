@@ -23,19 +23,17 @@ from prometheus_client.registry import Collector
 
 from loguru import logger
 
-from . import __version__, bridge_web
+from . import __version__, bridge_web, console_web, notify_web
 from .config import parse_listen_address
-from . import console_web
 from .http import Request, Response, Route, Server, json_response, text
 from .metrics import exposition
-from . import notify
 
 if TYPE_CHECKING:
     from .bridge_link import BridgeLink
     from .config import Config
     from .console_web import Console
-    from .state import Snapshot
     from .notify import Notifier
+    from .state import Snapshot
     from .store import Store
     from .supervisor import Supervisor
     from .webconfig import WebConfigFile
@@ -165,8 +163,8 @@ ROUTES: dict[str, Endpoint] = {
     "/api/games": Endpoint(GET, bridge_web.games),
     "/api/miner/login": Endpoint(POST, bridge_web.press_login),
     "/api/miner/reload": Endpoint(POST, bridge_web.press_reload),
-    "/api/notifications": Endpoint(GET, notify.notifications),
-    "/api/notify/test": Endpoint(POST, notify.notify_test),
+    "/api/notifications": Endpoint(GET, notify_web.notifications),
+    "/api/notify/test": Endpoint(POST, notify_web.notify_test),
 }
 
 

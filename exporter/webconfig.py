@@ -109,9 +109,10 @@ class _Errors:
         self.document = document
         self.lines: list[tuple[int, str]] = []
 
-    def fail(self, path: tuple, message: str) -> None:
-        line = f"{self.document.where(path)}: {yamlfile.dotted(path)}: {message}"
-        self.lines.append((self.document.line(path), line))
+    def fail(self, path: tuple, message: str, *, at_key: bool = False) -> None:
+        """`at_key`: name the key's line (an unknown key), not its value's, which may start later."""
+        line = self.document.key_line(path) if at_key else self.document.line(path)
+        self.lines.append((line, f"{self.document.name}:{line}: {yamlfile.dotted(path)}: {message}"))
 
     def error(self) -> WebConfigError:
         """All of them, in the file's order."""
@@ -134,9 +135,9 @@ def _mapping(value: Any, path: tuple, errors: _Errors) -> dict | None:
 def _keys(section: dict, path: tuple, known: tuple[str, ...], unsupported: Mapping[str, str], errors: _Errors) -> None:
     for key in section:
         if key in unsupported:
-            errors.fail(path + (key,), unsupported[key])
+            errors.fail(path + (key,), unsupported[key], at_key=True)
         elif key not in known:
-            errors.fail(path + (key,), f"unknown key (expected one of {', '.join(known)})")
+            errors.fail(path + (key,), f"unknown key (expected one of {', '.join(known)})", at_key=True)
 
 
 def load_web_config(path: Path | str) -> WebConfigFile:

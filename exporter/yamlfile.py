@@ -42,10 +42,13 @@ class Document:
     errors: tuple[str, ...] = ()  # with keep_going: `file:line: path: duplicate key` (the first value is kept)
     key_lines: dict[Path_, int] = field(default_factory=dict)  # 1-based line of each mapping key
 
-    def where_key(self, path: Path_) -> str:
-        """`file:line` of the key that names `path` (a value may start on a later line than its key)."""
+    def key_line(self, path: Path_) -> int:
+        """The line of the key that names `path` (a value may start on a later line than its key)."""
         line = self.key_lines.get(path)
-        return f"{self.name}:{line}" if line is not None else self.where(path)
+        return line if line is not None else self.line(path)
+
+    def where_key(self, path: Path_) -> str:
+        return f"{self.name}:{self.key_line(path)}"
 
     def line(self, path: Path_) -> int:
         while path and path not in self.lines:

@@ -95,7 +95,8 @@ def test_campaigns_channels_games_reload_and_metrics(daemon_factory, tmp_path):
     by_id = {c["id"]: c for c in campaigns}
     mined = by_id[current["campaign_id"]]
     assert current["campaign"] == mined["name"] and mined["game"] == current["game"]
-    assert set(mined) == {"id", "name", "game", "status", "linked", "link_url", "starts_at", "ends_at", "drops"}
+    assert set(mined) == {"id", "name", "game", "status", "linked", "link_url", "starts_at", "ends_at", "drops", "live"}
+    assert all(c["live"] for c in campaigns) and mining["bridge"]["live"]  # the running TDM's own picture
     drop = next(d for d in mined["drops"] if d["name"] == current["drop"])
     assert set(drop) == {"id", "name", "required_minutes", "current_minutes", "confirmed_minutes", "claimed", "can_claim", "rewards"}
     assert drop["rewards"] and drop["required_minutes"] == current["required_minutes"]
@@ -103,7 +104,7 @@ def test_campaigns_channels_games_reload_and_metrics(daemon_factory, tmp_path):
     channels = get_json(daemon, "/api/channels")
     assert channels[0]["watching"] and channels[0]["name"] == current["channel"]
     assert sum(c["watching"] for c in channels) == 1
-    assert set(channels[0]) == {"name", "online", "game", "drops_enabled", "viewers", "watching", "acl_based"}
+    assert set(channels[0]) == {"name", "online", "game", "drops_enabled", "viewers", "watching", "acl_based", "live"}
     assert mining["channels_monitored"] == len(channels)
     games = get_json(daemon, "/api/games")
     assert games == sorted({c["game"] for c in campaigns}, key=str.casefold)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from exporter.bridge import encode_record
 from exporter.bridge_metrics import inventory_metrics
-from exporter.bridge_web import current_mining_fields
+from exporter.status import current_mining_fields
 from exporter.events import Event, EventKind
 from exporter.state import MinerState
 

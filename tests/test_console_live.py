@@ -5,7 +5,9 @@
   starts with the new settings.json;
 - a validation error shown next to its field, and a stale page (file edited meanwhile) told so;
 - through the bridge (issue 12): the login flow in the demo's login-required scenario, and the campaign
-  cards and channels of the happy scenario.
+  cards and channels of the happy scenario;
+- a supervised miner that dies: the status, /metrics and the page stop saying TDM is doing anything,
+  and show its campaigns and channels as the last known ones.
 
 Without Playwright or Chromium these skip, except with CI=true, where they fail.
 """
@@ -14,12 +16,14 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
+import signal
 from pathlib import Path
 
 import pytest
 
-from conftest import http_get, simulator_config, status_json, wait_until
+from conftest import http_get, run_args, sample, simulator_config, status_json, wait_until
 from exporter.settings_file import load as load_tdm_settings
 from helpers import console_page, expect, headless_chromium
 
@@ -186,6 +190,53 @@ def test_campaign_cards_in_the_happy_demo(page, daemon_factory):
     assert page.locator("[data-testid=campaign-card] .drop").count() == sum(len(c["drops"]) for c in campaigns)
     page.locator("#tab-channels").click()
     expect(page.locator("[data-testid=channel-row]").first).to_have_attribute("data-watching", "true", timeout=WAIT_MS)
+
+
+def test_a_dead_miners_picture_is_last_known_in_the_status_metrics_and_page(page, daemon_factory, tmp_path):
+    # A long backoff: once killed, the miner stays down for the rest of the test.
+    config = simulator_config(tmp_path, "happy", miner="backoff:\n  initial: 1h\n  max: 1h")
+    daemon = daemon_factory(*run_args(config))
+    url = daemon.wait_listening()
+    mining = wait_until(lambda: (s := status_json(daemon))["current_mining"]["campaign_id"] and s["channels_monitored"] and s,
+                        30, what="mining through the bridge")
+    assert mining["bridge"]["live"] is True
+    watched = [c for c in json.loads(http_get(url + "/api/channels")[1]) if c["watching"]]
+    assert len(watched) == 1 and watched[0]["online"] is True and watched[0]["live"] is True
+    wait_until(lambda: sample(daemon.metrics(), "tdm_channels", status="online"), 10, what="tdm_channels online")
+
+    os.kill(mining["pid"], signal.SIGKILL)  # a crash: TDM says nothing more
+    down = wait_until(lambda: (s := status_json(daemon))["running"] is False and s, 15, what="the miner down")
+    assert down["supervisor"]["state"] == "backoff"
+    assert down["bridge"]["live"] is False and down["bridge"]["connected"] is False
+    assert mining["bridge"]["as_of"] <= down["bridge"]["as_of"] <= down["last_activity"] + 1
+    assert down["current_mining"]["channel"] is None and down["current_mining"]["campaign_id"] is None
+    assert down["channels_monitored"] is None and down["login"]["state"] == "unknown"
+
+    channels = json.loads(http_get(url + "/api/channels")[1])
+    assert watched[0]["name"] in [c["name"] for c in channels]  # kept, as last known...
+    assert all(c["online"] is None and c["viewers"] is None and c["watching"] is False and c["live"] is False for c in channels)
+    campaigns = json.loads(http_get(url + "/api/campaigns")[1])
+    assert mining["current_mining"]["campaign_id"] in [c["id"] for c in campaigns]
+    assert all(c["live"] is False for c in campaigns)
+
+    metrics = daemon.metrics()
+    assert sample(metrics, "tdm_miner_up") == 0 and sample(metrics, "tdm_bridge_up") == 0
+    for status in ("online", "offline", "pending"):
+        assert sample(metrics, "tdm_channels", status=status) is None, status  # ...but no series vouches for it
+    assert sample(metrics, "tdm_campaigns", status="active") is None
+    assert "\ntdm_drop_confirmed_minutes{" not in metrics and "\ntdm_inventory_drops{" not in metrics
+    assert sample(metrics, "tdm_login_code_pending") == 0
+
+    page.goto(url + "/#channels")
+    rows = page.locator("[data-testid=channel-row]")
+    expect(rows).to_have_count(len(channels), timeout=WAIT_MS)
+    expect(page.locator("[data-testid=channels-not-live]")).to_contain_text("TDM is not running")
+    assert page.locator("[data-testid=channel-row][data-watching=true]").count() == 0
+    assert set(rows.evaluate_all("rows => rows.map(r => r.cells[1].textContent)")) == {"unknown"}
+    page.locator("#tab-campaigns").click()
+    expect(page.locator("[data-testid=campaigns-not-live]")).to_contain_text("TDM is not running")
+    expect(page.locator('[data-testid=campaign-card][data-current="true"]')).to_have_count(0)
+    expect(page.locator("[data-testid=reload-campaigns]")).to_be_disabled()
 
 
 # -- history ----------------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def test_an_empty_config_file_is_not_a_reload(tmp_path: Path, started) -> None:
     daemon = started(path)
     before = daemon.config
     path.write_text("")  # an editor's truncate, before it writes the file again
-    ok, message = daemon.reload("file")
+    ok, message = daemon.reloader.reload("file")
     assert not ok
     assert message == f"{path}: the file is empty (half-written?); keeping the running config"
     assert daemon.config is before
@@ -101,10 +101,10 @@ def test_an_empty_config_file_is_not_a_reload(tmp_path: Path, started) -> None:
     assert config_events(daemon) == []  # no bogus audit event
 
     path.write_text("# only a comment\n\n")
-    assert daemon.reload("file")[0] is False
+    assert daemon.reloader.reload("file")[0] is False
 
     write_config(path, extra="settings:\n  priority: [B]\n")  # the editor finishes
-    ok, message = daemon.reload("file")
+    ok, message = daemon.reloader.reload("file")
     assert (ok, message) == (True, "applied: settings.priority")
     assert sample(metrics(daemon), "tdm_config_last_reload_successful") == 1
 
@@ -117,7 +117,7 @@ def test_a_config_that_loses_miner_dir_while_supervising_is_not_a_reload(tmp_pat
     supervisor = daemon.supervisor
     assert supervisor is not None
     write_config(path)  # cut short before its miner section
-    ok, message = daemon.reload("file")
+    ok, message = daemon.reloader.reload("file")
     assert not ok and "miner.dir is missing while TDM runs" in message
     assert daemon.supervisor is supervisor and daemon.config.miner.dir == tdm
     assert sample(metrics(daemon), "tdm_config_last_reload_successful") == 0
@@ -136,7 +136,7 @@ def test_a_reload_to_a_busy_address_keeps_the_server(tmp_path: Path, started) ->
         busy.listen()
         address = "127.0.0.1:%d" % busy.getsockname()[1]
         write_config(path, listen=address)
-        ok, message = daemon.reload("file")
+        ok, message = daemon.reloader.reload("file")
     assert not ok
     assert message == f"web.listen_address {address}: Address already in use: keeping the server on 127.0.0.1:0"
     assert url(daemon) == old and http_get(old + "/-/healthy") == (200, "OK\n")
@@ -152,7 +152,7 @@ def test_a_reload_to_a_free_address_moves_the_server(tmp_path: Path, started) ->
     old = url(daemon)
     address = f"127.0.0.1:{free_port()}"
     write_config(path, listen=address)
-    assert daemon.reload("file") == (True, "applied: web.listen_address")
+    assert daemon.reloader.reload("file") == (True, "applied: web.listen_address")
     assert http_get(f"http://{address}/-/healthy") == (200, "OK\n")
     wait_until(lambda: refused(old), what="the old server to close")
     daemon.stop()
@@ -180,7 +180,7 @@ def test_a_new_web_config_on_the_same_address_takes_the_socket_over(tmp_path: Pa
     client.start()
     try:
         write_config(path, listen=address, web_file=web)
-        ok, message = daemon.reload("file")
+        ok, message = daemon.reloader.reload("file")
         pause(0.3)  # a few more requests after the switch
     finally:
         stop.set()
@@ -199,7 +199,7 @@ def test_a_reload_that_fails_part_way_changes_nothing(tmp_path: Path, started) -
     old = url(daemon)
     port = free_port()
     write_config(path, listen=f"127.0.0.1:{port}", miner_dir=tmp_path / "no-such-tdm", mode="run")
-    ok, message = daemon.reload("file")
+    ok, message = daemon.reloader.reload("file")
     assert not ok and "no-such-tdm" in message
     assert daemon.supervisor is None and daemon.config.miner.dir is None
     assert http_get(old + "/-/healthy") == (200, "OK\n")

@@ -496,22 +496,22 @@ CAMPAIGNS = [
     {"id": "c2", "name": "Other Event", "game": "Other Game", "status": "active", "linked": False,
      "link_url": "https://www.twitch.tv/drops/link-other", "starts_at": NOW - 24 * HOUR, "ends_at": NOW + 72 * HOUR,
      "drops": [{"id": "d3", "name": "Sword", "required_minutes": 60, "current_minutes": 0, "confirmed_minutes": 0,
-                "claimed": False, "can_claim": False, "rewards": ["Sword"]}]},
+                "claimed": False, "can_claim": False, "rewards": ["Sword"]}], "live": True},
     {"id": "c1", "name": "Season 1", "game": "Sim Game", "status": "active", "linked": True,
      "link_url": "https://www.twitch.tv/drops/link-sim", "starts_at": NOW - 48 * HOUR, "ends_at": NOW + 5 * HOUR,
      "drops": [{"id": "d1", "name": "First Hat", "required_minutes": 10, "current_minutes": 10, "confirmed_minutes": 10,
                 "claimed": True, "can_claim": False, "rewards": ["Hat"]},
                {"id": "d2", "name": "Sim Drop", "required_minutes": 10, "current_minutes": 4, "confirmed_minutes": 3,
-                "claimed": False, "can_claim": False, "rewards": ["Cape", "Badge"]}]},
+                "claimed": False, "can_claim": False, "rewards": ["Cape", "Badge"]}], "live": True},
     {"id": "c3", "name": "Next Season", "game": "Sim Game", "status": "upcoming", "linked": True, "link_url": None,
-     "starts_at": NOW + 30 * HOUR, "ends_at": NOW + 300 * HOUR, "drops": []},
+     "starts_at": NOW + 30 * HOUR, "ends_at": NOW + 300 * HOUR, "drops": [], "live": True},
     {"id": "c4", "name": "Old Event", "game": "Other Game", "status": "expired", "linked": True, "link_url": None,
-     "starts_at": NOW - 300 * HOUR, "ends_at": NOW - 30 * HOUR, "drops": []},
+     "starts_at": NOW - 300 * HOUR, "ends_at": NOW - 30 * HOUR, "drops": [], "live": True},
 ]
 CHANNELS = [
-    {"name": "QuietOne", "online": False, "game": None, "drops_enabled": False, "viewers": None, "watching": False, "acl_based": False},
-    {"name": "BigStreamer", "online": True, "game": "Sim Game", "drops_enabled": True, "viewers": 5400, "watching": False, "acl_based": False},
-    {"name": "SimStreamer1", "online": True, "game": "Sim Game", "drops_enabled": True, "viewers": 120, "watching": True, "acl_based": True},
+    {"name": "QuietOne", "online": False, "game": None, "drops_enabled": False, "viewers": None, "watching": False, "acl_based": False, "live": True},
+    {"name": "BigStreamer", "online": True, "game": "Sim Game", "drops_enabled": True, "viewers": 5400, "watching": False, "acl_based": False, "live": True},
+    {"name": "SimStreamer1", "online": True, "game": "Sim Game", "drops_enabled": True, "viewers": 120, "watching": True, "acl_based": True, "live": True},
 ]
 SETTINGS = {"editable": True, "reason": None, "file": "/etc/twitchminert.yaml",
             "settings": {"priority": ["Sim Game"], "exclude": [], "priority_mode": "priority_only", "proxy": "",
@@ -527,7 +527,7 @@ def bridged(sample: str = "happy", **login) -> dict:
     data.update(
         login={"state": "logged_in", "user_id": "12345678", "user_code": None, "activation_url": None,
                "code_expires_at": None, "can_press_login": False, **login},
-        bridge={"connected": True, "capabilities": {"login": "supported", "reload": "supported"}},
+        bridge={"connected": True, "capabilities": {"login": "supported", "reload": "supported"}, "live": True, "as_of": NOW - 5},
         display=":99", channels_monitored=len(CHANNELS), pending_drops=2, claimed_drops=1,
     )
     return data
@@ -572,6 +572,46 @@ def test_campaign_cards_show_progress_apart_claims_rewards_and_filter(page, site
     page.locator("#campaign-priority").check()  # Sim Game is the priority list
     expect(cards).to_have_count(2)
     assert cards.evaluate_all("cards => cards.map(c => c.dataset.id)") == ["c1", "c3"]
+
+
+def not_live() -> dict:
+    """TDM stopped: the status and the bridge's routes as the daemon answers them then."""
+    status = bridged("down", state="unknown", user_id=None)
+    status["current_mining"].update(campaign_id=None, campaign=None, confirmed_minutes=None, estimated_minutes=None)
+    status.update(bridge={"connected": False, "capabilities": {"login": "supported", "reload": "supported"},
+                          "live": False, "as_of": NOW - 600}, channels_monitored=None)
+    return status
+
+
+def test_campaigns_and_channels_of_a_stopped_tdm_are_greyed_and_said_to_be_its_last(page, site, bridge):
+    campaigns = [{**c, "live": False} for c in CAMPAIGNS]
+    channels = [{**c, "online": None, "viewers": None, "watching": False, "live": False} for c in CHANNELS]
+    bridge.set(status=not_live(), routes={**bridge.routes, "/api/campaigns": (200, campaigns), "/api/channels": (200, channels)})
+    page.goto(site.url + "/#campaigns")
+    notice = page.locator("[data-testid=campaigns-not-live]")
+    expect(notice).to_be_visible()
+    assert text(page, "[data-testid=campaigns-not-live]") == (
+        f"TDM is not running: these are the campaigns it showed last (as of {local_clock(NOW - 600)}). "
+        "They are not updated until TDM runs again.")
+    assert page.locator("#view-campaigns").get_attribute("data-live") == "false"
+    cards = page.locator("[data-testid=campaign-card]")
+    expect(cards).to_have_count(2)  # still shown, as last known
+    assert float(cards.first.evaluate("c => getComputedStyle(c).opacity")) < 1  # greyed
+    assert cards.evaluate_all("cards => cards.map(c => c.dataset.current)") == ["false", "false"]  # nothing "mining now"
+    expect(page.locator("[data-testid=reload-campaigns]")).to_be_disabled()  # no TDM to ask
+
+    page.goto(site.url + "/#channels")
+    rows = page.locator("[data-testid=channel-row]")
+    expect(rows).to_have_count(3)
+    expect(page.locator("[data-testid=channels-not-live]")).to_contain_text("TDM is not running: these are the channels it showed last")
+    assert [rows.nth(i).locator("td").nth(1).text_content() for i in range(3)] == ["unknown"] * 3
+    assert page.locator("[data-testid=channel-row][data-watching=true]").count() == 0
+    assert text(page, "#channels-summary") == "3 channels monitored last · online unknown"
+
+    bridge.set(status=bridged(), routes={**bridge.routes, "/api/channels": (200, CHANNELS)})  # TDM runs again
+    expect(page.locator("[data-testid=channels-not-live]")).to_be_hidden(timeout=WITHIN_REFRESH_MS)
+    assert page.locator("#view-channels").get_attribute("data-live") == "true"
+    assert text(page, "#channels-summary") == "3 channels monitored · 2 online"
 
 
 def test_reload_campaigns_posts_json_and_says_so(page, site, bridge):

@@ -3,16 +3,18 @@
 Issue 12's "done when": a fresh TDM is logged in from the API (the code in the status within 10 s, no
 browser), a restored one shows the mock's campaigns, channels and games, Reload makes TDM fetch its
 inventory again (seen at the mock), and a TDM whose gui.py lacks a hook mines on with that capability
-reported unsupported.
+reported unsupported. Once the restored TDM dies, what it showed is last known, never live.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import time
 
-from conftest import http_get, wait_until
+from conftest import http_get, sample, wait_until
 from helpers import request
 from realtdm import MOCK_GAME, real_tdm, tdm_runtime  # noqa: F401  (fixtures)
 
@@ -64,7 +66,7 @@ def test_a_fresh_tdm_is_logged_in_from_the_api_without_a_browser(real_tdm):
 
 
 def test_a_restored_tdm_shows_the_mocks_campaigns_channels_and_games_and_reloads(real_tdm):
-    tdm = real_tdm()
+    tdm = real_tdm(miner="backoff: {initial: 1h, max: 1h}")  # killed at the end, it stays down
     mining = tdm.wait_status(
         lambda s: s["current_mining"]["confirmed_minutes"] is not None and s["channels_monitored"], what="mining through the bridge"
     )
@@ -88,6 +90,18 @@ def test_a_restored_tdm_shows_the_mocks_campaigns_channels_and_games_and_reloads
     status, answer = post(tdm, "/api/miner/reload")
     assert status == 202, answer
     wait_until(lambda: inventory_fetches(tdm) > before, 20, what="TDM to fetch its inventory again at the mock")
+    assert mining["bridge"]["live"] and all(c["live"] for c in channels + [campaign])  # the hello's pid is TDM's
+
+    os.kill(mining["pid"], signal.SIGKILL)  # TDM dies: its bridge says nothing more
+    down = tdm.wait_status(lambda s: s["running"] is False, 20, what="TDM down")
+    assert down["bridge"]["live"] is False and down["bridge"]["as_of"] is not None
+    assert down["current_mining"]["channel"] is None and down["channels_monitored"] is None
+    (gone,) = tdm.get_json("/api/channels")
+    assert (gone["name"], gone["online"], gone["watching"], gone["live"]) == (MOCK_CHANNEL, None, False, False)
+    assert [(c["name"], c["live"]) for c in tdm.get_json("/api/campaigns")] == [(MOCK_CAMPAIGN, False)]
+    metrics = tdm.metrics()
+    assert sample(metrics, "tdm_channels", status="online") is None and sample(metrics, "tdm_campaigns", status="active") is None
+    assert "\ntdm_drop_confirmed_minutes{" not in metrics
 
 
 def test_a_missing_hook_is_unsupported_while_tdm_mines_on(real_tdm):

@@ -549,7 +549,7 @@ ERRORS = [
     ),
     (
         "tls_server_confg:\n  cert_file: server.crt\n",
-        "web.yml:2: tls_server_confg: unknown key (expected one of tls_server_config, http_server_config,"
+        "web.yml:1: tls_server_confg: unknown key (expected one of tls_server_config, http_server_config,"
         " basic_auth_users)",
     ),
     (
