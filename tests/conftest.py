@@ -23,6 +23,14 @@ from typing import Callable, Iterable, Sequence
 
 import psutil
 import pytest
+from hypothesis import settings as hypothesis_settings
+from hypothesis.configuration import set_hypothesis_home_dir
+
+# Hypothesis' files (its example database, the constants it caches from our source) hold this
+# machine's paths: kept in the temp folder, never in the repo. A failing example is printed anyway.
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "twitchminert-hypothesis"))
+hypothesis_settings.register_profile("twitchminert", database=None)
+hypothesis_settings.load_profile("twitchminert")
 
 from exporter.demo import DEMO_PRIORITY, SIMULATOR_MAIN
 
