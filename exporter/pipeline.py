@@ -69,14 +69,18 @@ class RecordHandler:
         # The hot path of a catch-up: names are looked up once, records are counted by level once
         # per batch, and events are only built when someone keeps or hears them.
         state, listeners, keep, kept = self.state, self.listeners, self.keep_events, self.events
-        to_epoch, matches_of, apply_match = self.clock.to_epoch, self.patterns.matches, state.apply_match
+        second_of, matches_of, apply_match = self.clock.second, self.patterns.matches, state.apply_match
         build = keep or bool(listeners)
         levels: dict[str, int] = {}
         truncated = 0
         when = newest = self._last_time
+        stamp, second = None, 0.0  # many records share a second: each is converted once
         for record in records:
             try:
-                when = to_epoch(record.timestamp, record.msecs)
+                if record.timestamp != stamp:
+                    second = second_of(record.timestamp)
+                    stamp = record.timestamp
+                when = second + record.msecs / 1000.0  # as LocalClock.to_epoch
             except ValueError:  # 2026-02-30: the header has the shape of a time but is none
                 when = self._bad_time(when)
             if newest is None or when > newest:

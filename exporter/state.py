@@ -7,9 +7,10 @@ the rest is a small JSON-able picture of the miner's present.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from .events import Event, EventKind
 from .exit_cause import last_exception
@@ -78,8 +79,10 @@ def labels(**pairs: str) -> Labels:
     return tuple(sorted(pairs.items()))
 
 
-@dataclass(frozen=True, slots=True)
-class Drop:
+class Drop(NamedTuple):
+    """The drop being mined. A named tuple: one is made for every progress record of a catch-up,
+    and a frozen dataclass takes several times longer to build."""
+
     name: str
     game: str
     current: int
@@ -417,6 +420,7 @@ class MinerState:
         self.claim_times = list(data.get("claim_times", []))
 
 
+@functools.lru_cache(maxsize=256)  # a log repeats its errors, tracebacks and all
 def _error_line(message: str) -> str:
     """An error record in one line: its first line, and the exception its traceback ended with."""
     first = message.split("\n", 1)[0]

@@ -25,6 +25,10 @@ class LocalClock:
 
     def to_epoch(self, timestamp: str, msecs: int) -> float:
         """Raises ValueError for a time that does not exist in the calendar (2026-02-30)."""
+        return self.second(timestamp) + msecs / 1000.0
+
+    def second(self, timestamp: str) -> float:
+        """The POSIX time of the start of this second; ValueError as `to_epoch`."""
         epoch = self._seconds.get(timestamp)
         if epoch is None:
             naive = _parse(timestamp)
@@ -34,7 +38,7 @@ class LocalClock:
             if len(self._seconds) >= _CACHE_LIMIT:
                 self._seconds.clear()
             self._seconds[timestamp] = epoch
-        return epoch + msecs / 1000.0
+        return epoch
 
 
 def _parse(timestamp: str) -> datetime:
