@@ -111,12 +111,15 @@ class Framer:
         self._count_only_raw = frozenset(level.encode("ascii") for level in levels)
         self._counted_levels = sorted(levels)
         alternatives = b"|".join(sorted(self._count_only_raw)) or b"(?!)"
-        # Every header after a newline, in one pass, in order: a count-only one (one group per
-        # level) or the header of a record to build. Each record ends where the next match starts.
-        # The time is matched once, before the level decides which: groups 1-2 are the time, then
-        # one group per count-only level, then the level of a record to build.
-        counted = b"".join(b"(" + level.encode("ascii") + b"):\t|" for level in self._counted_levels)
-        self._bulk = re.compile(rb"\n" + _STAMP + rb"(?:" + counted + rb"([A-Z]+):\t)")
+        # Every header after a newline, in one pass, in order: a count-only one or the header of
+        # a record to build. Each record ends where the next match starts. The time is matched
+        # once (groups 1-2), then the level: one group per count-only level, then one per known
+        # level to build, then any other level. Which group matched says the level: no level is
+        # decoded or looked up by its text.
+        built = [level for level in _KNOWN_LEVELS if level not in self._count_only]
+        self._level_of_group = (None, None, None, *self._counted_levels, *built, None)  # None: read it
+        levels = b"".join(b"(" + level.encode("ascii") + b"):\t|" for level in (*self._counted_levels, *built))
+        self._bulk = re.compile(rb"\n" + _STAMP + rb"(?:" + levels + rb"([A-Z]+):\t)")
         self._counted_stamp = re.compile(rb"\n" + _STAMP + rb"(?:" + alternatives + rb"):\t")
 
     @property
@@ -252,8 +255,9 @@ class Framer:
             if held is not None:
                 append(built(held, match.start()))
                 held = None
-            if match.lastindex <= counted_groups:  # a count-only header: counted, nothing else
-                counts[match.lastindex] += 1
+            index = match.lastindex
+            if index <= counted_groups:  # a count-only header: counted, nothing else
+                counts[index] += 1
             else:
                 held = match
         if held is not None:
@@ -275,7 +279,8 @@ class Framer:
 
     def _built(self, header: re.Match[bytes], newline: int) -> Record:
         """The record to build whose header `_bulk` matched, up to its final newline."""
-        timestamp, msecs, level = header.group(1, 2, header.lastindex)
+        timestamp, msecs = header.group(1, 2)
+        level = self._level_of_group[header.lastindex] or header.group(header.lastindex).decode("ascii")
         if timestamp != self._stamp[0]:  # records come many to a second: each second is decoded once
             self._stamp = (timestamp, timestamp.decode("ascii"))
         start, message_start = header.span()
@@ -289,7 +294,7 @@ class Framer:
                 self.source,
                 self._stamp[1],
                 int(msecs),
-                _LEVELS.get(level) or level.decode("ascii"),
+                level,
                 message,
                 offset + start + 1,
                 offset + newline + 1,
@@ -425,4 +430,5 @@ class Framer:
 
 
 _new_record = tuple.__new__  # builds a Record without the Python-level __new__ of a named tuple
-_LEVELS = {level.encode("ascii"): level for level in ("ERROR", "WARNING", "INFO", "CALL", "DEBUG", "GUI", "STDOUT", "STDERR")}
+_KNOWN_LEVELS = ("ERROR", "WARNING", "INFO", "CALL", "DEBUG", "GUI", "STDOUT", "STDERR")
+_LEVELS = {level.encode("ascii"): level for level in _KNOWN_LEVELS}

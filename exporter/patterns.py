@@ -179,7 +179,8 @@ class PatternSet:
             level: tuple(p for p in self._user if p.levels is None or level in p.levels)
             for level in LEVELS
         }
-        self._seen: dict[tuple[str, str], tuple[str, tuple[tuple[EventKind, dict[str, Any]], ...]]] = {}
+        # message -> (its level, what matches gave): the same text at another level is matched anew
+        self._seen: dict[str, tuple[str, tuple[str, tuple[tuple[EventKind, dict[str, Any]], ...]]]] = {}
 
     @classmethod
     def builtin(cls) -> PatternSet:
@@ -208,15 +209,16 @@ class PatternSet:
     def matches(self, level: str, message: str) -> tuple[str, tuple[tuple[EventKind, dict[str, Any]], ...]]:
         """The redacted message and the (kind, fields) every pattern makes of it. The fields are
         shared between calls: copy them before handing them out."""
-        found = self._seen.get((level, message))
-        if found is None:
-            if level not in self._builtin_by_level and not self._user_by_level.get(level, self._user_any_level):
-                return message, ()  # e.g. every DEBUG Request/Response record
-            found = self._match(level, message)
-            if len(message) <= _SEEN_MESSAGE_LIMIT:  # a log repeats itself: match each text once
-                if len(self._seen) >= _SEEN_LIMIT:
-                    self._seen.clear()
-                self._seen[(level, message)] = found
+        seen = self._seen.get(message)  # keyed by the text alone: no key tuple to build and hash per record
+        if seen is not None and seen[0] == level:
+            return seen[1]
+        if level not in self._builtin_by_level and not self._user_by_level.get(level, self._user_any_level):
+            return message, ()  # e.g. every DEBUG Request/Response record
+        found = self._match(level, message)
+        if len(message) <= _SEEN_MESSAGE_LIMIT:  # a log repeats itself: match each text once
+            if len(self._seen) >= _SEEN_LIMIT:
+                self._seen.clear()
+            self._seen[message] = (level, found)
         return found
 
     def _match(self, level: str, message: str) -> tuple[str, tuple[tuple[EventKind, dict[str, Any]], ...]]:
