@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from . import yamlfile
 from .capture import CAPTURED_OUTPUT
+from .errors import UserError
 from .events import NOTIFY_EVENTS
 from .framing import DEFAULT_MAX_RECORD_BYTES
 from .lifecycle import BackoffPolicy
@@ -28,13 +29,15 @@ DEFAULT_CONFIG_FILE = HOME / "config" / "twitchminert.yaml"
 DEFAULT_DATA_DIR = HOME / "data"
 DEFAULT_LOG_FILE = HOME / "logs" / "twitchminert.log"  # our own log, beside the data
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9797"
+# `login`'s basic auth password: from the environment, never a flag (flags show in `ps`)
+WEB_PASSWORD_VARIABLE = "TWITCHMINERT_WEB_PASSWORD"
 MIN_STALL_SECONDS = 1800.0
 MINER_MODES = ("run", "attach")
 DISPLAY = re.compile(r":\d+(\.\d+)?")  # besides "auto" and "none"
 PRIORITY_MODES = ("priority_only", "ending_soonest", "low_availability_first")
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, UserError):
     """Every problem found, one per line."""
 
 
