@@ -11,13 +11,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import __version__, daemon_log
-from .config import DEFAULT_CONFIG_FILE, DEFAULT_LOG_FILE, WEB_PASSWORD_VARIABLE, Config, parse_listen_address, load_config
-from .demo import SCENARIOS
+from .environment import DEFAULT_CONFIG_FILE, DEFAULT_LOG_FILE, WEB_PASSWORD_VARIABLE
 from .errors import UserError
 from .patterns import LEVELS
+from .simulator.scenarios import SCENARIOS
+
+if TYPE_CHECKING:
+    from .config import Config
 
 EXIT_USAGE = 2
 
@@ -95,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
 
     demo = command("demo", help="the daemon supervising a built-in simulated miner (no Twitch account)")
-    demo.add_argument("--scenario", default="happy", choices=SCENARIOS, help="what the simulated miner does (default happy)")
+    demo.add_argument("--scenario", default="happy", choices=tuple(SCENARIOS), help="what the simulated miner does (default happy)")
     demo.add_argument("--web.listen-address", dest="listen_address", default="127.0.0.1:9797", help="default 127.0.0.1:9797")
     demo.add_argument(
         "--speed", type=_positive(float), default=60.0, help="simulated seconds per real second (default 60)"
@@ -140,6 +143,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(path: Path | None) -> Config:
+    from .config import Config, load_config
+
     if path is None:
         return load_config(DEFAULT_CONFIG_FILE) if DEFAULT_CONFIG_FILE.exists() else Config()
     return load_config(path)
@@ -189,6 +194,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from .config import load_config, parse_listen_address
     from .demo import run_demo
 
     try:

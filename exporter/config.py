@@ -7,7 +7,6 @@ through the context and return INVALID rather than raising, so checking goes on 
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit
 
 from . import yamlfile
 from .capture import CAPTURED_OUTPUT
+from .environment import DEFAULT_DATA_DIR
 from .errors import UserError
 from .events import NOTIFY_EVENTS
 from .framing import DEFAULT_MAX_RECORD_BYTES
@@ -24,13 +24,7 @@ from .notify_send import check_url as check_apprise_url, mask as mask_url
 from .redaction import redact
 from .timestamps import zone
 
-HOME = Path(os.environ.get("TWITCHMINERT_HOME", "~/.twitchminert")).expanduser()
-DEFAULT_CONFIG_FILE = HOME / "config" / "twitchminert.yaml"
-DEFAULT_DATA_DIR = HOME / "data"
-DEFAULT_LOG_FILE = HOME / "logs" / "twitchminert.log"  # our own log, beside the data
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9797"
-# `login`'s basic auth password: from the environment, never a flag (flags show in `ps`)
-WEB_PASSWORD_VARIABLE = "TWITCHMINERT_WEB_PASSWORD"
 MIN_STALL_SECONDS = 1800.0
 MINER_MODES = ("run", "attach")
 DISPLAY = re.compile(r":\d+(\.\d+)?")  # besides "auto" and "none"

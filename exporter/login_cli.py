@@ -21,7 +21,8 @@ import urllib.error
 import urllib.request
 from typing import Any, Callable
 
-from .config import WEB_PASSWORD_VARIABLE, parse_listen_address
+from .config import parse_listen_address
+from .environment import WEB_PASSWORD_VARIABLE
 
 POLL_SECONDS = 1.0
 DEFAULT_WAIT = 1800.0  # a device code's life at Twitch

@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "exporter"
 PURE_CORE = {
     "framing", "patterns", "builtin_patterns", "events", "state", "lifecycle", "inventory", "notify_rules",
     "status", "metrics", "bridge_metrics", "config", "yamlfile", "safefile", "cookies", "redaction",
-    "timestamps", "exit_cause", "errors", "__init__",
+    "timestamps", "exit_cause", "errors", "environment", "__init__",
 }
 # The arrows out of it that docs/architecture.md names and explains.
 PURE_CORE_EXCEPTIONS = {("config", "notify_send"), ("config", "capture"), ("inventory", "bridge")}
@@ -115,6 +115,7 @@ NOT_FOR_REPLAY = {
     "exporter.daemon", "exporter.service", "exporter.supervisor", "exporter.reloading", "exporter.preflight",
     "exporter.http", "exporter.web", "exporter.store", "exporter.webconfig", "exporter.status",
     "exporter.config_cli", "exporter.login_cli", "exporter.settings_file", "exporter.launcher",
+    "exporter.config", "exporter.demo", "exporter.notify_send",
     "sqlite3", "bcrypt", "psutil",
 }
 
