@@ -17,6 +17,7 @@ import yaml
 
 from . import safefile, yamlfile
 from .builtin_patterns import BUILTINS, Builtin, InvalidField, typed_fields
+from .errors import UserError
 from .events import Event, EventKind
 from .framing import Record
 from .redaction import redact
@@ -68,7 +69,7 @@ _SEEN_LIMIT = 1024  # messages remembered with what they matched (then forgotten
 _SEEN_MESSAGE_LIMIT = 256  # longer messages (tracebacks, dumps) are rarely repeated: not remembered
 
 
-class PatternError(ValueError):
+class PatternError(ValueError, UserError):
     """A user pattern file that cannot be used; the message is one line naming file and pattern."""
 
 
@@ -236,6 +237,12 @@ class PatternSet:
             if found is not None:
                 matches.append(found)
         return message, tuple(matches)
+
+
+def build_patterns(files: Iterable[str | os.PathLike[str]]) -> PatternSet:
+    """The built-ins and every user pattern file, compiled now: a bad one stops start-up (PatternError names it)."""
+    user = [pattern for file in files for pattern in load_user_patterns(file)]
+    return PatternSet.builtin().extended(user)
 
 
 def load_user_patterns(path: str | os.PathLike[str]) -> list[UserPattern]:

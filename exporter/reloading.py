@@ -23,7 +23,7 @@ from loguru import logger
 from . import yamlfile
 from .config import Config, ConfigError, config_from
 from .events import EventKind
-from .patterns import PatternSet, load_user_patterns
+from .patterns import PatternSet, build_patterns
 from .status import ConfigState
 from .supervisor import SupervisorError
 from .webconfig import WebConfigFile, load_web_config
@@ -35,12 +35,6 @@ if TYPE_CHECKING:
     from .supervisor import Supervisor
 
 SECTIONS = ("miner", "settings", "logs", "storage", "web", "session")
-
-
-def build_patterns(files: tuple[Path, ...]) -> PatternSet:
-    """Compile every user pattern now: a bad one stops start-up (PatternError names it)."""
-    user = [pattern for file in files for pattern in load_user_patterns(file)]
-    return PatternSet.builtin().extended(user)
 
 
 def load_web(config: Config) -> WebConfigFile | None:
