@@ -424,7 +424,7 @@ class MinerState:
         self.claim_times = list(data.get("claim_times", []))
 
 
-@functools.lru_cache(maxsize=256)  # a log repeats its errors, tracebacks and all
+@functools.lru_cache(maxsize=64)  # a log repeats its errors, tracebacks and all (a few KiB each)
 def _error_line(message: str) -> str:
     """An error record in one line: its first line, and the exception its traceback ended with."""
     first = message.split("\n", 1)[0]
