@@ -36,7 +36,6 @@ if __name__ == "__main__" and not __package__:  # run by path: sys.path[0] is ex
 
 import argparse
 import json
-import secrets
 import select
 import shutil
 import signal
@@ -65,7 +64,7 @@ def write_auth_file(folder: Path) -> tuple[Path, bytes]:
     """folder/Xauthority with one fresh cookie for any display, and the cookie; the file is 0600, `folder` 0700."""
     folder.chmod(0o700)
     path = folder / "Xauthority"
-    cookie = secrets.token_bytes(16)
+    cookie = os.urandom(16)  # what secrets.token_bytes does, without hashlib's ~4 MiB in this process
     entry = struct.pack(">H", FAMILY_WILD) + b"".join(
         struct.pack(">H", len(part)) + part for part in (b"", b"", COOKIE_NAME, cookie)
     )
