@@ -7,32 +7,34 @@ Only we may connect: `-auth` names a fresh MIT-MAGIC-COOKIE-1 in a file of a pri
 the file 0600), and the miner gets it as XAUTHORITY. The entry is written for any display
 (FamilyWild, no display number) since the number is only known once Xvfb runs.
 
-`-terminate`: Xvfb ends when its last client, the miner, disconnects, so a miner that outlives us
-(the daemon killed with SIGKILL; the miner then gets its parent-death SIGTERM and closes) takes its
-display with it. The supervisor starts a fresh Xvfb for each miner start.
+No Xvfb outlives us, even after a `kill -9` of the daemon, yet one never goes before the miner
+that draws on it has closed: Xvfb is started and held by a keeper process (xvfb_keeper.py, which
+explains how the kernel enforces both). The keeper gets its hang-up when the thread that called
+`start()` ends, so call it from a thread that lives as long as the display is needed (the
+supervisor's). The supervisor starts a fresh Xvfb for each miner start.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import secrets
 import select
-import shutil
 import signal
-import struct
 import subprocess
-import tempfile
+import sys
 import time
 from pathlib import Path
 
 from loguru import logger
 
+from .pdeathsig import die_with_parent
+from .xvfb_keeper import HANGUP, KEEPER_PATH
+
 XVFB = "Xvfb"
 SCREEN = "1280x720x24"
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
-FAMILY_WILD = 0xFFFF  # Xau: an entry for any address; with an empty number, for any display
-COOKIE_NAME = b"MIT-MAGIC-COOKIE-1"
+KEEPER_START = 5.0  # the keeper's own start (an interpreter), on top of Xvfb's timeout
 
 
 class XvfbError(RuntimeError):
@@ -47,14 +49,20 @@ class Xvfb:
         self.screen = screen
         self.display: str | None = None
         self.auth_file: Path | None = None
-        self._proc: subprocess.Popen | None = None
+        self._keeper: subprocess.Popen | None = None
+        self._pid: int | None = None  # Xvfb's (the keeper's child)
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        return self._pid if self._keeper is not None else None
+
+    @property
+    def keeper_pid(self) -> int | None:
+        return self._keeper.pid if self._keeper is not None else None
 
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        """The keeper ends once its Xvfb has ended."""
+        return self._keeper is not None and self._keeper.poll() is None
 
     def environment(self) -> dict[str, str]:
         """What a client needs to connect: DISPLAY and XAUTHORITY (after start())."""
@@ -66,55 +74,48 @@ class Xvfb:
             assert self.display is not None
             return self.display
         self.stop()
-        self.auth_file = write_auth_file(Path(tempfile.mkdtemp(prefix="twitchminert-xauth-")))
-        read_fd, write_fd = os.pipe()
+        argv = [sys.executable, str(KEEPER_PATH), "--program", self.program, "--screen", self.screen, "--timeout", f"{timeout:g}"]
         try:
-            argv = [
-                self.program, "-displayfd", str(write_fd), "-auth", str(self.auth_file), "-nolisten", "tcp",
-                "-terminate", "-screen", "0", self.screen,
-            ]
-            try:
-                self._proc = subprocess.Popen(
-                    argv,
-                    pass_fds=(write_fd,),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    start_new_session=True,  # a terminal's Ctrl-C is ours to handle, not Xvfb's
-                )
-            except OSError as error:
-                raise XvfbError(f"cannot run {self.program}: {error} (install Debian package 'xvfb')") from error
-            os.close(write_fd)
-            write_fd = -1
-            number = self._read_display(read_fd, time.monotonic() + timeout)
+            self._keeper = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                start_new_session=True,  # a terminal's Ctrl-C is ours to handle, not Xvfb's
+                preexec_fn=die_with_parent(HANGUP),  # at our death: Xvfb ends once the miner has closed
+            )
+        except OSError as error:
+            raise XvfbError(f"cannot run the Xvfb keeper {argv[0]}: {error}") from error
+        try:
+            answer = self._read_answer(time.monotonic() + timeout + KEEPER_START)
+            if "error" in answer:
+                raise XvfbError(answer["error"])
+            self._pid, self.auth_file = int(answer["pid"]), Path(answer["auth"])
+            self.display = f":{int(answer['display'])}"
         except BaseException:
             self.stop()
             raise
-        finally:
-            os.close(read_fd)
-            if write_fd >= 0:
-                os.close(write_fd)
-        self.display = f":{number}"
-        logger.info("started Xvfb on display {} (pid {})", self.display, self.pid)
+        logger.info("started Xvfb on display {} (pid {}, keeper pid {})", self.display, self._pid, self._keeper.pid)
         return self.display
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        proc, self._proc, self.display = self._proc, None, None
-        if self.auth_file is not None:
-            shutil.rmtree(self.auth_file.parent, ignore_errors=True)
-            self.auth_file = None
-        if proc is None:
+        """SIGTERM to the keeper: it stops Xvfb, removes the cookie's folder and ends."""
+        keeper, self._keeper, self.display, self.auth_file = self._keeper, None, None, None
+        if keeper is None:
             return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+        if keeper.poll() is None:
+            keeper.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout)
+                keeper.wait(timeout)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
-            logger.info("stopped Xvfb (pid {})", proc.pid)
+                keeper.kill()  # Xvfb gets its parent-death SIGTERM
+                keeper.wait(timeout)
+            logger.info("stopped Xvfb (pid {})", self._pid)
+        if keeper.stdout is not None:
+            keeper.stdout.close()
 
-    def _read_display(self, fd: int, deadline: float) -> int:
+    def _read_answer(self, deadline: float) -> dict:
+        assert self._keeper is not None and self._keeper.stdout is not None
+        fd = self._keeper.stdout.fileno()
         data = b""
         while not data.endswith(b"\n"):
             left = deadline - time.monotonic()
@@ -123,27 +124,15 @@ class Xvfb:
             ready, _, _ = select.select([fd], [], [], left)
             if not ready:
                 continue
-            chunk = os.read(fd, 64)
-            if not chunk:  # Xvfb exited before it was ready
-                code = self._proc.wait(STOP_TIMEOUT) if self._proc else None
-                raise XvfbError(f"{self.program} exited with code {code} before it was ready")
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                code = self._keeper.wait(STOP_TIMEOUT)
+                raise XvfbError(f"the Xvfb keeper exited with code {code} before {self.program} was ready")
             data += chunk
         try:
-            return int(data.strip())
+            answer = json.loads(data)
         except ValueError:
-            raise XvfbError(f"{self.program} reported a bad display number: {data!r}") from None
-
-
-def write_auth_file(folder: Path) -> Path:
-    """folder/Xauthority with one fresh cookie for any display; the file is 0600, `folder` 0700."""
-    folder.chmod(0o700)
-    path = folder / "Xauthority"
-    entry = struct.pack(">H", FAMILY_WILD) + b"".join(
-        struct.pack(">H", len(part)) + part for part in (b"", b"", COOKIE_NAME, secrets.token_bytes(16))
-    )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, entry)
-    finally:
-        os.close(fd)
-    return path
+            raise XvfbError(f"the Xvfb keeper gave a bad answer: {data!r}") from None
+        if not isinstance(answer, dict):
+            raise XvfbError(f"the Xvfb keeper gave a bad answer: {data!r}")
+        return answer

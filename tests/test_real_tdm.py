@@ -331,9 +331,12 @@ def test_no_tdm_or_xvfb_outlives_a_killed_daemon(real_tdm):
     tdm = real_tdm()
     status = tdm.wait_status(lambda s: s["status"] == "mining", what="mining")
     xvfb = xvfb_of(status["pid"])
+    cookie_folder = Path(psutil.Process(status["pid"]).environ()["XAUTHORITY"]).parent
     settings = tdm.tdm_dir / "settings.json"
     written = settings.stat().st_mtime_ns
     tdm.stop(signal.SIGKILL)
-    # Issue 11.5: TDM gets its parent-death SIGTERM and closes normally; its Xvfb ends with it.
+    # Issue 11.5: TDM gets its parent-death SIGTERM and closes normally (its window still up: Xvfb is
+    # held by its keeper until TDM has gone); its Xvfb ends with it, and the keeper removes the cookie.
     wait_until(lambda: not alive(status["pid"]) and not alive(xvfb.pid), 10, what="TDM and Xvfb to end")
     assert settings.stat().st_mtime_ns > written  # a normal close: TDM saved its settings
+    wait_until(lambda: not cookie_folder.exists(), 5, what="the keeper to remove the cookie folder")
