@@ -1,0 +1,167 @@
+"""Records of several files handed on in time order. Pure: no I/O, `now` is passed in.
+
+TDM writes two files the pipeline follows: log.txt, and (through the launcher) the captured output
+with its GUI-only lines and the bridge's STATE records. Each is in time order on its own, but the
+state needs them in time order together: "Checking login" (log.txt) opens a login and sets the
+status `starting`; "Please log in to continue." (captured output) comes about 10 ms later and sets
+`login_required`. A follower that wakes late (a loaded machine) reads both in one go; the framer
+releases the GUI line at once, as the next header follows it, but holds log.txt's last record until
+that file has been quiet. Handed on in the order the framers released them, the older record came
+last and the status said `starting` for as long as TDM waited for a login.
+
+So a batch a framer releases waits here while another file may still give an older record: while
+that file's framer holds bytes it has not released (its held record is not older than the newest
+one it gave), or while that file has an older batch that waits itself. What goes on together is
+merged by the records' time stamps, each file's own order kept. Batches go on whole and each
+file's in order, so the pipeline can commit a position at the first batch still waiting.
+
+A file whose held bytes have not grown for `stall_seconds` (a last line never finished) is not
+waited for, and past `max_waiting_bytes` (a catch-up reading one file far ahead of the other)
+everything goes on as it is: the order is then the files', as before.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass
+from typing import Iterator, Mapping
+
+from .framing import Batch, Record
+
+Stamp = tuple[str, int]  # a record's (timestamp, msecs): TDM's local time, comparable as is
+STALL_SECONDS = 1.0
+MAX_WAITING_BYTES = 16 << 20
+
+
+def stamp(record: Record) -> Stamp:
+    return record.timestamp, record.msecs
+
+
+@dataclass(slots=True)
+class _Waiting:
+    batch: Batch
+    start: int  # file offset of the batch's first byte
+
+
+class TimeOrder:
+    """Batches released by the framers of several files, until they can go on in time order."""
+
+    def __init__(self, stall_seconds: float = STALL_SECONDS, max_waiting_bytes: int = MAX_WAITING_BYTES) -> None:
+        self.stall_seconds = stall_seconds
+        self.max_waiting_bytes = max_waiting_bytes
+        self._waiting: dict[str, deque[_Waiting]] = {}
+        self._waiting_bytes = 0
+        self._newest: dict[str, Stamp] = {}  # per file: the newest stamp handed on
+        self._held: dict[str, tuple[int, float]] = {}  # per file holding bytes: (how far fed, since when)
+
+    def add(self, source: str, batch: Batch, start: int) -> None:
+        """A batch a framer released; `start`: the file offset it begins at."""
+        if not (batch.records or batch.counted or batch.consumed):
+            return
+        self._waiting.setdefault(source, deque()).append(_Waiting(batch, start))
+        self._waiting_bytes += batch.consumed
+
+    @property
+    def waiting(self) -> bool:
+        return any(self._waiting.values())
+
+    def first_waiting(self, source: str) -> int | None:
+        """The file offset of the first batch of `source` not handed on yet (a safe commit point)."""
+        queue = self._waiting.get(source)
+        return queue[0].start if queue else None
+
+    def take(self, now: float, held: Mapping[str, int], everything: bool = False) -> list[tuple[str, Batch]]:
+        """The batches that may go on now, each file's in its order (`merged` orders their records).
+
+        `held`: for each file whose framer holds bytes it has not released, how far it has been fed.
+        `everything`: all that waits, whatever the order (a file rotated, the pipeline closes).
+        """
+        self._note_held(held, now)
+        if not self.waiting:
+            return []
+        if everything or self._waiting_bytes > self.max_waiting_bytes:
+            counts = {source: len(queue) for source, queue in self._waiting.items()}
+        else:
+            counts = self._releasable(now)
+        released: list[tuple[str, Batch]] = []
+        for source, count in counts.items():
+            queue = self._waiting[source]
+            for _ in range(count):
+                item = queue.popleft()
+                self._waiting_bytes -= item.batch.consumed
+                released.append((source, item.batch))
+                if item.batch.records:
+                    self._newest[source] = stamp(item.batch.records[-1])
+        return released
+
+    def deadline(self) -> float | None:
+        """When a file that holds others back counts as stalled (then they go on without it)."""
+        if not self.waiting:
+            return None
+        return min((since + self.stall_seconds for _, since in self._held.values()), default=None)
+
+    def clear(self) -> None:
+        """Forget what waits (the pipeline rolls back and reads it again)."""
+        self._waiting.clear()
+        self._waiting_bytes = 0
+        self._held.clear()
+
+    def _note_held(self, held: Mapping[str, int], now: float) -> None:
+        for source in list(self._held):
+            if source not in held:
+                del self._held[source]
+        for source, fed in held.items():
+            previous = self._held.get(source)
+            if previous is None or previous[0] != fed:
+                self._held[source] = (fed, now)
+
+    def _releasable(self, now: float) -> dict[str, int]:
+        """How many leading batches of each file can go on: start from all of them and keep back,
+        until nothing changes, each batch newer than what another file may still give."""
+        counts = {source: len(queue) for source, queue in self._waiting.items()}
+        blocking = [source for source, (_, since) in self._held.items() if now - since < self.stall_seconds]
+        while True:
+            floors = [(source, self._bound(source)) for source in blocking]
+            for source, queue in self._waiting.items():
+                first = _first_stamp(list(queue)[counts[source]:])
+                if first is not None:
+                    floors.append((source, first))
+            changed = False
+            for source, queue in self._waiting.items():
+                limits = [floor for other, floor in floors if other != source]
+                if not limits:
+                    continue
+                limit = None if None in limits else min(limits)  # None: a file held back with nothing seen
+                for index in range(counts[source]):
+                    records = queue[index].batch.records
+                    if records and (limit is None or stamp(records[-1]) > limit):
+                        counts[source], changed = index, True
+                        break
+            if not changed:
+                return counts
+
+    def _bound(self, source: str) -> Stamp | None:
+        """What a file's held record is at least as new as: the newest it released (None: nothing yet)."""
+        for item in reversed(self._waiting.get(source, ())):
+            if item.batch.records:
+                return stamp(item.batch.records[-1])
+        return self._newest.get(source)
+
+
+def _first_stamp(items: list[_Waiting]) -> Stamp | None:
+    for item in items:
+        if item.batch.records:
+            return stamp(item.batch.records[0])
+    return None
+
+
+def merged(released: list[tuple[str, Batch]]) -> Iterator[Record]:
+    """The records of `released` by time stamp; each file's own order is kept (a clock set back)."""
+    by_source: dict[str, list[Record]] = {}
+    for source, batch in released:
+        if batch.records:
+            by_source.setdefault(source, []).extend(batch.records)
+    if len(by_source) == 1:
+        return iter(next(iter(by_source.values())))
+    return heapq.merge(*by_source.values(), key=stamp)
