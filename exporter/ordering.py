@@ -10,13 +10,15 @@ that file has been quiet. Handed on in the order the framers released them, the 
 last and the status said `starting` for as long as TDM waited for a login.
 
 So a batch a framer releases waits here while another file may still give an older record: while
-that file's framer holds bytes it has not released (its held record is not older than the newest
-one it gave), or while that file has an older batch that waits itself. What goes on together is
+that file is behind (its framer holds bytes it has not released, or it grew after it was read:
+either way what comes is not older than the newest record it gave), or while that file has an
+older batch that waits itself. The second case is a poll that read log.txt just before TDM wrote
+to it, then the captured output just after. What goes on together is
 merged by the records' time stamps, each file's own order kept. Batches go on whole and each
 file's in order, so the pipeline can commit a position at the first batch still waiting.
 
-A file whose held bytes have not grown for `stall_seconds` (a last line never finished) is not
-waited for, and past `max_waiting_bytes` (a catch-up reading one file far ahead of the other)
+A file that stays behind without being read further for `stall_seconds` (a last line never
+finished, a file that cannot be read) is not waited for, and past `max_waiting_bytes` (a catch-up reading one file far ahead of the other)
 everything goes on as it is: the order is then the files', as before.
 """
 
@@ -53,7 +55,7 @@ class TimeOrder:
         self._waiting: dict[str, deque[_Waiting]] = {}
         self._waiting_bytes = 0
         self._newest: dict[str, Stamp] = {}  # per file: the newest stamp handed on
-        self._held: dict[str, tuple[int, float]] = {}  # per file holding bytes: (how far fed, since when)
+        self._behind: dict[str, tuple[int, float]] = {}  # per file behind: (how far read, since when)
 
     def add(self, source: str, batch: Batch, start: int) -> None:
         """A batch a framer released; `start`: the file offset it begins at."""
@@ -71,13 +73,14 @@ class TimeOrder:
         queue = self._waiting.get(source)
         return queue[0].start if queue else None
 
-    def take(self, now: float, held: Mapping[str, int], everything: bool = False) -> list[tuple[str, Batch]]:
+    def take(self, now: float, behind: Mapping[str, int], everything: bool = False) -> list[tuple[str, Batch]]:
         """The batches that may go on now, each file's in its order (`merged` orders their records).
 
-        `held`: for each file whose framer holds bytes it has not released, how far it has been fed.
-        `everything`: all that waits, whatever the order (a file rotated, the pipeline closes).
+        `behind`: for each file that may still give more (its framer holds bytes it has not released,
+        or the file has bytes not read yet), how far it has been read.
+        `everything`: all that waits, whatever the order (a file rotated).
         """
-        self._note_held(held, now)
+        self._note_behind(behind, now)
         if not self.waiting:
             return []
         if everything or self._waiting_bytes > self.max_waiting_bytes:
@@ -99,28 +102,28 @@ class TimeOrder:
         """When a file that holds others back counts as stalled (then they go on without it)."""
         if not self.waiting:
             return None
-        return min((since + self.stall_seconds for _, since in self._held.values()), default=None)
+        return min((since + self.stall_seconds for _, since in self._behind.values()), default=None)
 
     def clear(self) -> None:
         """Forget what waits (the pipeline rolls back and reads it again)."""
         self._waiting.clear()
         self._waiting_bytes = 0
-        self._held.clear()
+        self._behind.clear()
 
-    def _note_held(self, held: Mapping[str, int], now: float) -> None:
-        for source in list(self._held):
-            if source not in held:
-                del self._held[source]
-        for source, fed in held.items():
-            previous = self._held.get(source)
-            if previous is None or previous[0] != fed:
-                self._held[source] = (fed, now)
+    def _note_behind(self, behind: Mapping[str, int], now: float) -> None:
+        for source in list(self._behind):
+            if source not in behind:
+                del self._behind[source]
+        for source, read in behind.items():
+            previous = self._behind.get(source)
+            if previous is None or previous[0] != read:
+                self._behind[source] = (read, now)
 
     def _releasable(self, now: float) -> dict[str, int]:
         """How many leading batches of each file can go on: start from all of them and keep back,
         until nothing changes, each batch newer than what another file may still give."""
         counts = {source: len(queue) for source, queue in self._waiting.items()}
-        blocking = [source for source, (_, since) in self._held.items() if now - since < self.stall_seconds]
+        blocking = [source for source, (_, since) in self._behind.items() if now - since < self.stall_seconds]
         while True:
             floors = [(source, self._bound(source)) for source in blocking]
             for source, queue in self._waiting.items():
@@ -142,7 +145,8 @@ class TimeOrder:
                 return counts
 
     def _bound(self, source: str) -> Stamp | None:
-        """What a file's held record is at least as new as: the newest it released (None: nothing yet)."""
+        """What a file that is behind gives next is at least as new as: the newest it released (None:
+        nothing yet)."""
         for item in reversed(self._waiting.get(source, ())):
             if item.batch.records:
                 return stamp(item.batch.records[-1])

@@ -273,9 +273,9 @@ class Pipeline:
             if batch.consumed:
                 self._order.add(key, batch, start)
                 changed = True
-        records += self._hand_on(now)
         backlog = self.tails.backlog()
         self.handler.state.backlog = backlog
+        records += self._hand_on(now, backlog)
         message = self.catch_up.update(now, sum(backlog.values()), read, records)
         if message is not None:
             logger.info("log files: {}", message)
@@ -322,11 +322,16 @@ class Pipeline:
         """A batch the framer released: it waits for its turn (`_hand_on`)."""
         self._order.add(key, batch, framer.offset - batch.consumed)
 
-    def _hand_on(self, now: float, everything: bool = False) -> int:
+    def _hand_on(self, now: float, backlog: dict[str, int], everything: bool = False) -> int:
         """Give the handler, in time order, the records no other file can still precede; returns
-        how many records went on."""
-        held = {key: framer.fed_until for key, framer in self._framers.items() if framer.fed_until > framer.offset}
-        released = self._order.take(now, held, everything)
+        how many records went on. `backlog`: what each file has not been read of (it grew since)."""
+        framers = self._framers
+        behind = {}
+        for key in framers.keys() | backlog.keys():
+            framer = framers.get(key)
+            if backlog.get(key) or (framer is not None and framer.fed_until > framer.offset):
+                behind[key] = framer.fed_until if framer is not None else -1  # how far read: moves unless stalled
+        released = self._order.take(now, behind, everything)
         if len({key for key, batch in released if batch.records}) <= 1:  # one file: nothing to interleave
             return sum(self.handler.take(key, batch) for key, batch in released)
         self.handler.handle(merged(released))
@@ -338,7 +343,7 @@ class Pipeline:
         if framer is not None:
             self._release(item.key, framer, framer.flush())  # the old file is complete
             # What waits goes on now: a position in the old file means nothing in the new one.
-            records = self._hand_on(now, everything=True)
+            records = self._hand_on(now, {}, everything=True)
         if item.reason in _ROTATION_REASONS:
             self.handler.state.count_file(item.key, rotations=1)
         elif item.reason == "truncated":

@@ -113,6 +113,39 @@ def test_a_file_whose_last_line_never_ends_holds_the_others_back_one_second(tmp_
     pipeline.close()
 
 
+class WritesAfterReading:
+    """The pipeline's tails, and a write that lands after one poll has read the files (as when TDM
+    writes log.txt just after the follower read it, then the captured output)."""
+
+    def __init__(self, tails, write) -> None:
+        self._tails, self._write = tails, write
+
+    def read(self):
+        items = self._tails.read()
+        write, self._write = self._write, lambda: None
+        write()
+        return items
+
+    def __getattr__(self, name):
+        return getattr(self._tails, name)
+
+
+def test_a_record_written_to_log_txt_after_it_was_read_still_goes_on_first(tmp_path: Path) -> None:
+    log, capture = checking_then_login_wait(tmp_path)
+    older = log.read_text()
+    log.write_text("")
+    heard: list[Event] = []
+    pipeline = Pipeline([str(log), str(capture)], handler(listeners=[heard.append]), quiet_seconds=QUIET)
+    pipeline.tails = WritesAfterReading(pipeline.tails, lambda: log.write_text(older))
+    pipeline.poll(0.0)  # the GUI line is read, "Checking login" is not: log.txt grew after its read
+    assert heard == []
+    pipeline.poll(1.0)
+    pipeline.poll(2.0)
+    assert [event.kind for event in heard] == [EventKind.LOGIN_CHECKING, EventKind.LOGIN_REQUIRED]
+    assert status_and_session(pipeline) == ("login_required", "login_required")
+    pipeline.close()
+
+
 # -- TimeOrder alone -----------------------------------------------------------------------------
 
 
@@ -125,7 +158,7 @@ def test_batches_that_overlap_in_time_go_on_together_interleaved() -> None:
     order = TimeOrder()
     order.add("a", batch("a", 1, 5, 9), 0)
     order.add("b", batch("b", 3, 7), 0)
-    released = order.take(0.0, held={})
+    released = order.take(0.0, behind={})
     assert [record.msecs for record in merged(released)] == [1, 3, 5, 7, 9]
     assert not order.waiting
 
@@ -136,9 +169,9 @@ def test_a_batch_newer_than_a_held_record_could_be_waits_and_keeps_its_files_ord
     order.add("b", batch("b", 2), 0)
     order.add("b", batch("b", 6), 10)
     order.add("b", Batch(counted={"DEBUG": 1}, consumed=10), 20)  # after the waiting one: waits too
-    released = order.take(0.0, held={"a": 99})
+    released = order.take(0.0, behind={"a": 99})
     assert [(source, [r.msecs for r in b.records]) for source, b in released] == [("a", [4]), ("b", [2])]
     assert order.first_waiting("b") == 10 and order.first_waiting("a") is None
     order.add("a", batch("a", 8), 10)  # released with the rest once a is quiet
-    assert [record.msecs for record in merged(order.take(0.01, held={}))] == [6, 8]
+    assert [record.msecs for record in merged(order.take(0.01, behind={}))] == [6, 8]
     assert not order.waiting
