@@ -105,10 +105,11 @@ class TimeOrder:
         return min((since + self.stall_seconds for _, since in self._behind.values()), default=None)
 
     def clear(self) -> None:
-        """Forget what waits (the pipeline rolls back and reads it again)."""
+        """Forget what waits and what went on (the pipeline rolls back and reads it again)."""
         self._waiting.clear()
         self._waiting_bytes = 0
         self._behind.clear()
+        self._newest.clear()
 
     def _note_behind(self, behind: Mapping[str, int], now: float) -> None:
         for source in list(self._behind):
