@@ -9,17 +9,19 @@ releases the GUI line at once, as the next header follows it, but holds log.txt'
 that file has been quiet. Handed on in the order the framers released them, the older record came
 last and the status said `starting` for as long as TDM waited for a login.
 
-So a batch a framer releases waits here while another file may still give an older record: while
-that file is behind (its framer holds bytes it has not released, or it grew after it was read:
-either way what comes is not older than the newest record it gave), or while that file has an
-older batch that waits itself. The second case is a poll that read log.txt just before TDM wrote
-to it, then the captured output just after. What goes on together is
-merged by the records' time stamps, each file's own order kept. Batches go on whole and each
-file's in order, so the pipeline can commit a position at the first batch still waiting.
+So a batch a framer releases waits here while another file may still give an older record:
+- that file is behind: its framer holds bytes it has not released, or the file grew after the poll
+  read it (TDM wrote log.txt just after it was read, then the captured output just before it was).
+  What comes from it is not older than the newest record it gave;
+- or that file has an older batch that waits itself.
+What goes on together is merged by the records' time stamps, each file's own order kept. Batches
+go on whole and each file's in order, so the pipeline can commit a position at the first batch
+still waiting.
 
 A file that stays behind without being read further for `stall_seconds` (a last line never
-finished, a file that cannot be read) is not waited for, and past `max_waiting_bytes` (a catch-up reading one file far ahead of the other)
-everything goes on as it is: the order is then the files', as before.
+finished, a file that cannot be read) is not waited for, and past `max_waiting_bytes` (a catch-up
+reading one file far ahead of the other) everything goes on as it is: the order is then the
+files', as before.
 """
 
 from __future__ import annotations

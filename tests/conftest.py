@@ -57,7 +57,10 @@ def need_tdm_source() -> Path:
 
 
 def wait_until(
-    condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.02, what: str | Callable[[], str] = "condition"
+    condition: Callable[[], object],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str | Callable[[], str] = "condition",
 ):
     """Poll `condition` until it is truthy; fail the test after `timeout` seconds. `what` can be a
     function: it then describes what was seen when the time ran out."""

@@ -96,7 +96,8 @@ def test_a_commit_while_records_wait_resumes_exactly(tmp_path: Path) -> None:
         assert counter(state, "tdm_events_total", kind="login_required") == 1
         second.close()
         assert store.load_positions()[str(capture)].offset == capture.stat().st_size
-        assert [e.kind.value for e in reversed(store.query_events(limit=10))] == ["ws_connected", "login_checking", "login_required"]
+        stored = [event.kind.value for event in reversed(store.query_events(limit=10))]
+        assert stored == ["ws_connected", "login_checking", "login_required"]
 
 
 def test_a_file_whose_last_line_never_ends_holds_the_others_back_one_second(tmp_path: Path) -> None:
@@ -150,7 +151,10 @@ def test_a_record_written_to_log_txt_after_it_was_read_still_goes_on_first(tmp_p
 
 
 def batch(source: str, *stamps: int, start: int = 0) -> Batch:
-    found = [Record(source, DAY, msecs, "INFO", f"at {msecs}", start + 10 * i, start + 10 * (i + 1)) for i, msecs in enumerate(stamps)]
+    found = [
+        Record(source, DAY, msecs, "INFO", f"at {msecs}", start + 10 * i, start + 10 * (i + 1))
+        for i, msecs in enumerate(stamps)
+    ]
     return Batch(records=found, consumed=10 * len(stamps))
 
 
