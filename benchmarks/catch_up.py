@@ -102,6 +102,16 @@ def daemon_catch_up(log: Path, work: Path) -> None:
     reader.start()
     peak = 0
     backlog_seen = []
+
+    def scrape_backlog() -> None:
+        try:
+            with urllib.request.urlopen(url[0], timeout=5) as response:
+                found = BACKLOG.search(response.read())
+            if found:
+                backlog_seen.append(float(found.group(1)))
+        except OSError:
+            pass
+
     try:
         deadline = time.monotonic() + 1800
         next_scrape = 0.0
@@ -111,23 +121,19 @@ def daemon_catch_up(log: Path, work: Path) -> None:
                 break
             if url and time.monotonic() >= next_scrape:
                 next_scrape = time.monotonic() + 2
-                try:
-                    with urllib.request.urlopen(url[0], timeout=5) as response:
-                        found = BACKLOG.search(response.read())
-                    if found:
-                        backlog_seen.append(float(found.group(1)))
-                except OSError:
-                    pass
+                scrape_backlog()
             time.sleep(0.2)
         elapsed = time.monotonic() - started
         peak = max(peak, peak_rss(daemon.pid))
+        if url:
+            scrape_backlog()  # once more, caught up
         print(f"twitchminert run, following it from the beginning: caught up in {elapsed:.1f} s, peak RSS {peak / 2**20:.1f} MiB")
         for line in lines:
             if "catching up" in line or "caught up" in line:
                 print(f"  {line}")
         if backlog_seen:
             shown = ", ".join(f"{b / 2**20:.0f}" for b in backlog_seen[:: max(1, len(backlog_seen) // 8)])
-            print(f"  tdm_log_backlog_bytes scraped every 2 s (MiB): {shown}, ... {backlog_seen[-1] / 2**20:.0f}")
+            print(f"  tdm_log_backlog_bytes scraped every 2 s (MiB): {shown}, ... caught up: {backlog_seen[-1] / 2**20:.0f}")
         store = work / "data"
         size = sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
         print(f"  store after the catch-up: {size / 2**20:.0f} MiB")

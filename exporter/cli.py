@@ -1,6 +1,8 @@
 """Command line: `twitchminert run|demo|config|replay|events|notify|login`, with Prometheus-style flags.
 
 Usage and config errors print one line per problem and exit 2, before anything is started.
+Every command's flags are declared here; the module that does a command's work is imported when it
+runs, so a short command (`replay` of a small file, `config validate`) does not start the daemon's imports.
 """
 
 from __future__ import annotations
@@ -9,29 +11,22 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import generate_latest
+from . import __version__, daemon_log
+from .environment import DEFAULT_CONFIG_FILE, DEFAULT_LOG_FILE, WEB_PASSWORD_VARIABLE
+from .errors import UserError
+from .patterns import LEVELS
+from .simulator.scenarios import SCENARIOS
 
-from . import __version__, config_cli, daemon_log, login_cli
-from .config import DEFAULT_CONFIG_FILE, DEFAULT_LOG_FILE, Config, ConfigError, parse_listen_address, load_config
-from .events import EventKind
-from .metrics import StateCollector
-from .patterns import LEVELS, PatternError
-from .settings_file import SettingsUnreadable
-from .pipeline import RecordHandler, replay
-from .demo import SCENARIOS
-from .state import MinerState
-from .store import StoreError
-from .timestamps import LocalClock, zone
-from .webconfig import WebConfigError
+if TYPE_CHECKING:
+    from .config import Config
 
 EXIT_USAGE = 2
 
 
-class UsageError(Exception):
-    pass
+class UsageError(UserError):
+    """A flag or argument the parser could not refuse itself (a missing file, an unknown time zone)."""
 
 
 def _positive(kind: type) -> Callable[[str], float]:
@@ -103,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
 
     demo = command("demo", help="the daemon supervising a built-in simulated miner (no Twitch account)")
-    demo.add_argument("--scenario", default="happy", choices=SCENARIOS, help="what the simulated miner does (default happy)")
+    demo.add_argument("--scenario", default="happy", choices=tuple(SCENARIOS), help="what the simulated miner does (default happy)")
     demo.add_argument("--web.listen-address", dest="listen_address", default="127.0.0.1:9797", help="default 127.0.0.1:9797")
     demo.add_argument(
         "--speed", type=_positive(float), default=60.0, help="simulated seconds per real second (default 60)"
@@ -114,11 +109,30 @@ def _parser() -> argparse.ArgumentParser:
     notify.add_argument("action", choices=("test",), help="test: send a test message to every URL of the notify: section")
     notify.add_argument("--config.file", dest="config_file", type=Path, help=f"default {DEFAULT_CONFIG_FILE}")
 
-    config_cli.add_parser(commands, parents=[logging])
-    login_cli.add_parser(commands)
-    for sub in commands.choices.values():  # commands added by other modules take the log flags too
-        if "--log.level" not in sub._option_string_actions:
-            _log_flags(sub, argparse.SUPPRESS)
+    config = command("config", help="validate, preview and apply the YAML config")
+    actions = config.add_subparsers(dest="action", required=True, parser_class=_Parser)
+
+    def action(name: str, help: str) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, help=help, parents=[logging])
+        parser.add_argument("file", type=Path, help="the YAML config file")
+        return parser
+
+    validate = action("validate", "every check `run` makes (values, files, folders, patterns): exit 0, or 2 with every error")
+    validate.add_argument(
+        "--syntax-only", action="store_true",
+        help="check the file's own values only, not the files and folders it names (e.g. a file for another machine)",
+    )
+    render = action("render", "print the settings.json that would be written")
+    render.add_argument("--tdm-dir", type=Path, help="TDM's folder (default: miner.dir); its settings.json is merged")
+    diff = action("diff", "per-key changes the file would make to TDM's settings.json")
+    diff.add_argument("--tdm-dir", type=Path, help="TDM's folder (default: miner.dir)")
+    action("apply", "through a running daemon's /-/reload, or directly when none runs")
+
+    login = command("login", help="log TDM in through a running daemon: shows the code to enter")
+    login.add_argument("--config.file", dest="config_file", help="the daemon's config (for web.listen_address)")
+    login.add_argument("--web.url", dest="web_url", help="the daemon's address, e.g. http://127.0.0.1:9797")
+    login.add_argument("--web.user", dest="web_user", help=f"basic auth user (password: ${WEB_PASSWORD_VARIABLE})")
+    login.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (default: when the code expires)")
 
     events = command("events", help="print stored events as JSON lines: the newest --limit, oldest first")
     events.add_argument("--config.file", dest="config_file", type=Path, help=f"the daemon's config (default {DEFAULT_CONFIG_FILE})")
@@ -129,6 +143,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(path: Path | None) -> Config:
+    from .config import Config, load_config
+
     if path is None:
         return load_config(DEFAULT_CONFIG_FILE) if DEFAULT_CONFIG_FILE.exists() else Config()
     return load_config(path)
@@ -145,7 +161,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .reloading import build_patterns  # not .daemon: replay needs none of the daemon's imports
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import generate_latest
+
+    from .metrics import StateCollector
+    from .patterns import build_patterns
+    from .pipeline import RecordHandler, replay
+    from .state import MinerState
+    from .timestamps import LocalClock, zone
 
     missing = [str(f) for f in args.files if not f.is_file()]
     if missing:
@@ -171,6 +194,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from .config import load_config, parse_listen_address
     from .demo import run_demo
 
     try:
@@ -195,7 +219,14 @@ def cmd_notify(args: argparse.Namespace) -> int:
     return 0 if all(result["ok"] for result in results) else 1
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from . import config_cli
+
+    return config_cli.run(args)
+
+
 def cmd_events(args: argparse.Namespace) -> int:
+    from .events import EventKind
     from .store import Store
 
     kinds = [kind.value for kind in EventKind]
@@ -214,6 +245,8 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_login(args: argparse.Namespace) -> int:
+    from . import login_cli
+
     config_file = Path(args.config_file) if args.config_file else None
     return login_cli.run(args, lambda: _config(config_file).web.listen_address)
 
@@ -227,7 +260,7 @@ COMMANDS = {
     "replay": cmd_replay,
     "demo": cmd_demo,
     "events": cmd_events,
-    "config": config_cli.run,
+    "config": cmd_config,
     "login": cmd_login,
     "notify": cmd_notify,
 }
@@ -242,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as error:
             raise UsageError(str(error)) from None
         return COMMANDS[args.command](args)
-    except (UsageError, ConfigError, PatternError, SettingsUnreadable, WebConfigError, StoreError) as error:
+    except UserError as error:  # UsageError, ConfigError, PatternError, SettingsUnreadable, WebConfigError, StoreError
         for line in str(error).splitlines() or [type(error).__name__]:
             print(f"twitchminert: {line}", file=sys.stderr)
         return EXIT_USAGE

@@ -7,7 +7,6 @@ through the context and return INVALID rather than raising, so checking goes on 
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,8 @@ from urllib.parse import urlsplit
 
 from . import yamlfile
 from .capture import CAPTURED_OUTPUT
+from .environment import DEFAULT_DATA_DIR
+from .errors import UserError
 from .events import NOTIFY_EVENTS
 from .framing import DEFAULT_MAX_RECORD_BYTES
 from .lifecycle import BackoffPolicy
@@ -23,10 +24,6 @@ from .notify_send import check_url as check_apprise_url, mask as mask_url
 from .redaction import redact
 from .timestamps import zone
 
-HOME = Path(os.environ.get("TWITCHMINERT_HOME", "~/.twitchminert")).expanduser()
-DEFAULT_CONFIG_FILE = HOME / "config" / "twitchminert.yaml"
-DEFAULT_DATA_DIR = HOME / "data"
-DEFAULT_LOG_FILE = HOME / "logs" / "twitchminert.log"  # our own log, beside the data
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9797"
 MIN_STALL_SECONDS = 1800.0
 MINER_MODES = ("run", "attach")
@@ -34,7 +31,7 @@ DISPLAY = re.compile(r":\d+(\.\d+)?")  # besides "auto" and "none"
 PRIORITY_MODES = ("priority_only", "ending_soonest", "low_availability_first")
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, UserError):
     """Every problem found, one per line."""
 
 

@@ -20,27 +20,6 @@ from .settings_sync import SettingsSync
 EXIT_USAGE = 2
 
 
-def add_parser(commands, parents: list = ()) -> None:
-    config = commands.add_parser("config", help="validate, preview and apply the YAML config", parents=parents)
-    actions = config.add_subparsers(dest="action", required=True, parser_class=type(config))
-
-    def action(name: str, help: str) -> argparse.ArgumentParser:
-        parser = actions.add_parser(name, help=help, parents=parents)
-        parser.add_argument("file", type=Path, help="the YAML config file")
-        return parser
-
-    validate = action("validate", "every check `run` makes (values, files, folders, patterns): exit 0, or 2 with every error")
-    validate.add_argument(
-        "--syntax-only", action="store_true",
-        help="check the file's own values only, not the files and folders it names (e.g. a file for another machine)",
-    )
-    render = action("render", "print the settings.json that would be written")
-    render.add_argument("--tdm-dir", type=Path, help="TDM's folder (default: miner.dir); its settings.json is merged")
-    diff = action("diff", "per-key changes the file would make to TDM's settings.json")
-    diff.add_argument("--tdm-dir", type=Path, help="TDM's folder (default: miner.dir)")
-    action("apply", "through a running daemon's /-/reload, or directly when none runs")
-
-
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.file)  # ConfigError: reported by the caller, exit 2
     return {"validate": _validate, "render": _render, "diff": _diff, "apply": _apply}[args.action](args, config)

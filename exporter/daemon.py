@@ -26,9 +26,9 @@ from .http import Server
 from .metrics import ExporterCollector, ExporterHealth, StateCollector, SupervisorCollector
 from .notify import Notifier, NotifyCollector, Observation
 from .notify_rules import NotifyRules, RuleSettings
-from .patterns import PatternSet
+from .patterns import PatternSet, build_patterns
 from .pipeline import Follower, Pipeline, RecordHandler
-from .reloading import Candidate, Prepared, Reloader, build_patterns, load_web
+from .reloading import Candidate, Prepared, Reloader, load_web
 from .session_check import checker_for
 from .settings_editor import SettingsEditor
 from .settings_file import load_or_none as load_tdm_settings

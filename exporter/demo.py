@@ -19,7 +19,6 @@ from .config import MIN_STALL_SECONDS, Config, MinerConfig, NotifyChannel, Stora
 from .lifecycle import BackoffPolicy
 
 SIMULATOR_MAIN = Path(__file__).with_name("simulator") / "main.py"
-SCENARIOS = ("happy", "flaky", "crash", "terminated", "stall", "login-required")
 DEMO_PRIORITY = ("Starfall Arena", "Pixel Kingdoms")
 
 

@@ -45,7 +45,6 @@ class Batch:
 
 
 _STAMP = rb"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\.(\d{3,4}):\t *"
-_BARE_STAMP = rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3,4}:\t *"
 # TDM's FILE_FORMATTER: "{asctime}.{msecs:03.0f}:\t{levelname:>7}:\t{message}"; our captured-output
 # file uses the same header with GUI/STDOUT/STDERR levels. msecs can be 1000 on Python 3.10 builds.
 HEADER = re.compile(rb"^" + _STAMP + rb"([A-Z]+):\t", re.M)
@@ -99,6 +98,7 @@ class Framer:
         self._pending: _Pending | None = None
         self._mid_line = False  # self._buf[0] is in the middle of a line we are discarding
         self._last_data_at = 0.0
+        self._stamp = (b"", "")  # the last header time decoded, raw and as text
 
     @property
     def count_only(self) -> frozenset[str]:
@@ -111,14 +111,15 @@ class Framer:
         self._count_only_raw = frozenset(level.encode("ascii") for level in levels)
         self._counted_levels = sorted(levels)
         alternatives = b"|".join(sorted(self._count_only_raw)) or b"(?!)"
-        # Found after a newline, in one pass: the header of a count-only record (one group per
-        # level), or a record to build: its header, its first line, and a "\n" group when a
-        # header follows that line (then the record is that one line).
-        # The time is matched once, before the level decides which: groups 1-2 are the time, then
-        # one group per count-only level, then the level, first line and "\n" of a record to build.
-        counted = b"".join(b"(" + level.encode("ascii") + b"):\t|" for level in self._counted_levels)
-        built = rb"([A-Z]+):\t([^\n]*)(?:(?=(\n)" + _BARE_STAMP + rb"[A-Z]+:\t)|)"
-        self._bulk = re.compile(rb"\n" + _STAMP + rb"(?:" + counted + built + rb")")
+        # Every header after a newline, in one pass, in order: a count-only one or the header of
+        # a record to build. Each record ends where the next match starts. The time is matched
+        # once (groups 1-2), then the level: one group per count-only level, then one per known
+        # level to build, then any other level. Which group matched says the level: no level is
+        # decoded or looked up by its text.
+        built = [level for level in _KNOWN_LEVELS if level not in self._count_only]
+        self._level_of_group = (None, None, None, *self._counted_levels, *built, None)  # None: read it
+        levels = b"".join(b"(" + level.encode("ascii") + b"):\t|" for level in (*self._counted_levels, *built))
+        self._bulk = re.compile(rb"\n" + _STAMP + rb"(?:" + levels + rb"([A-Z]+):\t)")
         self._counted_stamp = re.compile(rb"\n" + _STAMP + rb"(?:" + alternatives + rb"):\t")
 
     @property
@@ -244,42 +245,25 @@ class Framer:
         else:
             records.append(self._record(pending, 0, end))
         # The loop below is the hot path of a catch-up: everything it calls is looked up once.
-        source, offset, append, next_header = self.source, self.offset, records.append, _NEXT_HEADER.search
+        # A record to build is held (its header's match) until the next header ends it.
+        append, built = records.append, self._built
         levels = len(self._counted_levels)
-        fields = (1, 2, levels + 3, levels + 4, levels + 5)
+        counted_groups = levels + 2
         counts = [0] * (levels + 3)
+        held = None
         for match in self._bulk.finditer(buf, end - 1, last):
+            if held is not None:
+                append(built(held, match.start()))
+                held = None
             index = match.lastindex
-            if index <= levels + 2:  # a count-only header: counted, nothing else
+            if index <= counted_groups:  # a count-only header: counted, nothing else
                 counts[index] += 1
-                continue
-            timestamp, msecs, level, line, one_line = match.group(*fields)
-            start, line_end = match.span()
-            if one_line is not None:  # the next line is a header: the usual one-line record
-                end = line_end + 1
-                message = line.decode("utf-8", "replace")
             else:
-                following = next_header(buf, line_end, last)
-                end = last if following is None else following.start() + 1
-                message = buf[line_end - len(line) : end - 1 if buf[end - 1] == 10 else end].decode("utf-8", "replace")
-            if "\r" in message:  # a log written on Windows
-                message = message.replace("\r\n", "\n").rstrip("\r")
-            append(
-                _new_record(
-                    Record,
-                    (
-                        source,
-                        timestamp.decode("ascii"),
-                        int(msecs),
-                        _LEVELS.get(level) or level.decode("ascii"),
-                        message,
-                        offset + start + 1,
-                        offset + end,
-                        False,
-                    ),
-                )
-            )
-        match = following = None
+                held = match
+        if held is not None:
+            append(built(held, last - 1))
+            held = None
+        match = None
         if any(counts):
             counted = batch.counted
             for level, n in zip(self._counted_levels, counts[3:]):
@@ -292,6 +276,31 @@ class Framer:
         self._pending = _Pending(*following.groups(), following.end() - last)
         following = None
         self._consume(last)
+
+    def _built(self, header: re.Match[bytes], newline: int) -> Record:
+        """The record to build whose header `_bulk` matched, up to its final newline."""
+        timestamp, msecs = header.group(1, 2)
+        level = self._level_of_group[header.lastindex] or header.group(header.lastindex).decode("ascii")
+        if timestamp != self._stamp[0]:  # records come many to a second: each second is decoded once
+            self._stamp = (timestamp, timestamp.decode("ascii"))
+        start, message_start = header.span()
+        message = self._buf[message_start:newline].decode("utf-8", "replace")
+        if "\r" in message:  # a log written on Windows
+            message = message.replace("\r\n", "\n").rstrip("\r")
+        offset = self.offset
+        return _new_record(
+            Record,
+            (
+                self.source,
+                self._stamp[1],
+                int(msecs),
+                level,
+                message,
+                offset + start + 1,
+                offset + newline + 1,
+                False,
+            ),
+        )
 
     def _record_end(self, message_start: int, limit: int) -> int:
         """Where the record whose message starts at `message_start` ends: the next header, or `limit`."""
@@ -421,4 +430,5 @@ class Framer:
 
 
 _new_record = tuple.__new__  # builds a Record without the Python-level __new__ of a named tuple
-_LEVELS = {level.encode("ascii"): level for level in ("ERROR", "WARNING", "INFO", "CALL", "DEBUG", "GUI", "STDOUT", "STDERR")}
+_KNOWN_LEVELS = ("ERROR", "WARNING", "INFO", "CALL", "DEBUG", "GUI", "STDOUT", "STDERR")
+_LEVELS = {level.encode("ascii"): level for level in _KNOWN_LEVELS}

@@ -22,8 +22,8 @@ import urllib.request
 from typing import Any, Callable
 
 from .config import parse_listen_address
+from .environment import WEB_PASSWORD_VARIABLE
 
-PASSWORD_VARIABLE = "TWITCHMINERT_WEB_PASSWORD"
 POLL_SECONDS = 1.0
 DEFAULT_WAIT = 1800.0  # a device code's life at Twitch
 EXIT_FAILED = 1
@@ -31,14 +31,6 @@ EXIT_FAILED = 1
 
 class DaemonError(Exception):
     """The daemon did not answer, or answered with a status we cannot go on from."""
-
-
-def add_parser(commands) -> None:
-    login = commands.add_parser("login", help="log TDM in through a running daemon: shows the code to enter")
-    login.add_argument("--config.file", dest="config_file", help="the daemon's config (for web.listen_address)")
-    login.add_argument("--web.url", dest="web_url", help="the daemon's address, e.g. http://127.0.0.1:9797")
-    login.add_argument("--web.user", dest="web_user", help=f"basic auth user (password: ${PASSWORD_VARIABLE})")
-    login.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (default: when the code expires)")
 
 
 def base_url(listen_address: str) -> str:
@@ -68,7 +60,7 @@ class DaemonClient:
                 return answer.status, _decoded(answer.read())
         except urllib.error.HTTPError as error:
             if error.code == 401:
-                raise DaemonError(f"{self.url}: 401 unauthorized (set --web.user and ${PASSWORD_VARIABLE})") from None
+                raise DaemonError(f"{self.url}: 401 unauthorized (set --web.user and ${WEB_PASSWORD_VARIABLE})") from None
             return error.code, _decoded(error.read())
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
@@ -146,7 +138,7 @@ def _show(login: dict[str, Any] | None, out, shown: dict[str, Any] | None) -> di
 
 def run(args: argparse.Namespace, listen_address: Callable[[], str]) -> int:
     url = args.web_url or base_url(listen_address())
-    client = DaemonClient(url, args.web_user, os.environ.get(PASSWORD_VARIABLE))
+    client = DaemonClient(url, args.web_user, os.environ.get(WEB_PASSWORD_VARIABLE))
     try:
         return login(client, timeout=args.timeout)
     except DaemonError as error:

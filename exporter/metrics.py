@@ -29,7 +29,7 @@ COUNTER_HELP = {
     "tdm_log_truncations_total": "Times a followed file was truncated in place (copytruncate).",
     "tdm_log_oversized_records_total": "Records longer than the limit, cut.",
     "tdm_log_read_errors_total": "Reads of a followed file that failed (permission, not a regular file...).",
-    "tdm_log_bad_timestamps_total": "Records whose header time is no real time; they took the previous record's.",
+    "tdm_log_bad_timestamps_total": "Records whose header time is no real time; they took the previous record's. Records of levels only counted (no pattern reads them) are not checked one by one.",
     "tdm_log_record_errors_total": "Records counted but not turned into events because a step failed.",
     "tdm_events_total": "Recognised events, by kind.",
     "tdm_drops_completed_total": "Drops whose progress reached the required minutes, by game.",

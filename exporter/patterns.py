@@ -17,6 +17,7 @@ import yaml
 
 from . import safefile, yamlfile
 from .builtin_patterns import BUILTINS, Builtin, InvalidField, typed_fields
+from .errors import UserError
 from .events import Event, EventKind
 from .framing import Record
 from .redaction import redact
@@ -68,7 +69,7 @@ _SEEN_LIMIT = 1024  # messages remembered with what they matched (then forgotten
 _SEEN_MESSAGE_LIMIT = 256  # longer messages (tracebacks, dumps) are rarely repeated: not remembered
 
 
-class PatternError(ValueError):
+class PatternError(ValueError, UserError):
     """A user pattern file that cannot be used; the message is one line naming file and pattern."""
 
 
@@ -179,7 +180,8 @@ class PatternSet:
             level: tuple(p for p in self._user if p.levels is None or level in p.levels)
             for level in LEVELS
         }
-        self._seen: dict[tuple[str, str], tuple[str, tuple[tuple[EventKind, dict[str, Any]], ...]]] = {}
+        # message -> (its level, what matches gave): the same text at another level is matched anew
+        self._seen: dict[str, tuple[str, tuple[str, tuple[tuple[EventKind, dict[str, Any]], ...]]]] = {}
 
     @classmethod
     def builtin(cls) -> PatternSet:
@@ -208,15 +210,16 @@ class PatternSet:
     def matches(self, level: str, message: str) -> tuple[str, tuple[tuple[EventKind, dict[str, Any]], ...]]:
         """The redacted message and the (kind, fields) every pattern makes of it. The fields are
         shared between calls: copy them before handing them out."""
-        found = self._seen.get((level, message))
-        if found is None:
-            if level not in self._builtin_by_level and not self._user_by_level.get(level, self._user_any_level):
-                return message, ()  # e.g. every DEBUG Request/Response record
-            found = self._match(level, message)
-            if len(message) <= _SEEN_MESSAGE_LIMIT:  # a log repeats itself: match each text once
-                if len(self._seen) >= _SEEN_LIMIT:
-                    self._seen.clear()
-                self._seen[(level, message)] = found
+        seen = self._seen.get(message)  # keyed by the text alone: no key tuple to build and hash per record
+        if seen is not None and seen[0] == level:
+            return seen[1]
+        if level not in self._builtin_by_level and not self._user_by_level.get(level, self._user_any_level):
+            return message, ()  # e.g. every DEBUG Request/Response record
+        found = self._match(level, message)
+        if len(message) <= _SEEN_MESSAGE_LIMIT:  # a log repeats itself: match each text once
+            if len(self._seen) >= _SEEN_LIMIT:
+                self._seen.clear()
+            self._seen[message] = (level, found)
         return found
 
     def _match(self, level: str, message: str) -> tuple[str, tuple[tuple[EventKind, dict[str, Any]], ...]]:
@@ -234,6 +237,12 @@ class PatternSet:
             if found is not None:
                 matches.append(found)
         return message, tuple(matches)
+
+
+def build_patterns(files: Iterable[str | os.PathLike[str]]) -> PatternSet:
+    """The built-ins and every user pattern file, compiled now: a bad one stops start-up (PatternError names it)."""
+    user = [pattern for file in files for pattern in load_user_patterns(file)]
+    return PatternSet.builtin().extended(user)
 
 
 def load_user_patterns(path: str | os.PathLike[str]) -> list[UserPattern]:

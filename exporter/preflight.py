@@ -13,8 +13,7 @@ import shutil
 from pathlib import Path
 
 from .config import Config, ConfigError, parse_listen_address
-from .patterns import PatternError, PatternSet, load_user_patterns
-from .reloading import build_patterns, load_web
+from .patterns import PatternError, PatternSet, build_patterns, load_user_patterns
 from .webconfig import WebConfigError, load_web_config
 
 
@@ -39,8 +38,10 @@ def check(config: Config, listen_address: str | None = None, web_config_file: Pa
     except PatternError as error:
         if not problems:
             problems.append(str(error))
+    web_file = web_config_file if web_config_file is not None else config.web.config_file
     try:
-        load_web_config(web_config_file) if web_config_file is not None else load_web(config)
+        if web_file is not None:
+            load_web_config(web_file)
     except WebConfigError as error:
         where = "--web.config.file" if web_config_file is not None else config.where(("web", "config_file"))
         problems += [f"{where}: {line}" for line in str(error).splitlines()]

@@ -1,15 +1,18 @@
 """Reloading the config: the file and every file it names, checked before anything changes.
 
-`load_candidate` reads the config, compiles its pattern files and parses its web config file; an
+`load_candidate` parses the config's text, compiles its pattern files and parses its web config file; an
 error in any of them is a failed reload. `refusal` names what makes a config that parses still a
 bad reload (an empty or half-written file). `config_diff` says what changed, for the audit trail
 and for the daemon to rebuild only those parts. `Reloader` runs one reload at a time through those
 steps and keeps the count and outcome the exporter reports; the daemon says how to rebuild a part.
+It also remembers what the file held when it last read it, so the file watcher's reload of a file
+the daemon has already read (its own settings save, seen again) is no reload at all.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import sqlite3
 import threading
@@ -23,7 +26,7 @@ from loguru import logger
 from . import yamlfile
 from .config import Config, ConfigError, config_from
 from .events import EventKind
-from .patterns import PatternSet, load_user_patterns
+from .patterns import PatternSet, build_patterns
 from .status import ConfigState
 from .supervisor import SupervisorError
 from .webconfig import WebConfigFile, load_web_config
@@ -35,12 +38,6 @@ if TYPE_CHECKING:
     from .supervisor import Supervisor
 
 SECTIONS = ("miner", "settings", "logs", "storage", "web", "session")
-
-
-def build_patterns(files: tuple[Path, ...]) -> PatternSet:
-    """Compile every user pattern now: a bad one stops start-up (PatternError names it)."""
-    user = [pattern for file in files for pattern in load_user_patterns(file)]
-    return PatternSet.builtin().extended(user)
 
 
 def load_web(config: Config) -> WebConfigFile | None:
@@ -57,11 +54,24 @@ class Candidate:
     empty: bool  # the file held nothing but comments or blanks
 
 
-def load_candidate(path: Path, adjust: Callable[[Config], Config] | None = None) -> Candidate:
-    """Raises ConfigError, PatternError or WebConfigError (all ValueErrors) naming the file and line.
-    `adjust` applies what the command line sets over the file (--web.config.file, the demo's speed)."""
+def read_config(path: Path) -> str:
+    """The config file's text; ConfigError (one line) when it is missing, not a regular file or not UTF-8."""
     try:
-        document = yamlfile.load(path, keep_going=True)
+        return yamlfile.read(path)
+    except yamlfile.YamlError as error:
+        raise ConfigError(str(error)) from None
+
+
+def digest_of(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def load_candidate(text: str, path: Path, adjust: Callable[[Config], Config] | None = None) -> Candidate:
+    """The config in `text` (read from `path`) with the files it names. Raises ConfigError, PatternError
+    or WebConfigError (all ValueErrors) naming the file and line. `adjust` applies what the command line
+    sets over the file (--web.config.file, the demo's speed)."""
+    try:
+        document = yamlfile.parse(text, path.name, keep_going=True)
     except yamlfile.YamlError as error:
         raise ConfigError(str(error)) from None
     config = config_from(document)
@@ -165,6 +175,9 @@ class Reloader:
         self._target = target
         self._lock = threading.Lock()
         self._closed = False
+        # The SHA-256 of the text the last reload read (None: none yet, or the file was unreadable). Not
+        # taken at start-up: the config the daemon started with may have been read before an edit.
+        self._read_digest: str | None = None
 
     @property
     def closed(self) -> bool:
@@ -176,32 +189,58 @@ class Reloader:
             was_open, self._closed = not self._closed, True
             return was_open
 
-    def reload(self, source: str) -> tuple[bool, str]:
+    def reload(self, source: str, *, unless_read: bool = False) -> tuple[bool, str]:
         """Load the config file again and apply what changed. A config that cannot be applied whole
-        (invalid, empty, or naming a busy listen address) changes nothing."""
+        (invalid, empty, or naming a busy listen address) changes nothing.
+
+        `unless_read` is for the file watcher: when the file holds the very text the last reload read
+        and the outcome would be the same (nothing to apply, or the same error), it is no reload: not
+        counted, recorded or logged. That is how the daemon's own write looks to the watcher (a
+        settings save from the web console, applied by its own reload at once), or a `touch`. A
+        reload asked for (SIGHUP, POST /-/reload, `config apply`, the web save) always counts."""
         if self.path is None:
             return False, "no config file to reload (started without --config.file)"
         with self._lock:
             if self._closed:
                 return False, "stopping"
-            target, prepared = self._target, Prepared()
+            target, prepared, digest = self._target, Prepared(), None
             try:
-                candidate = load_candidate(self.path, self.adjust)
+                text = read_config(self.path)
+                digest = digest_of(text)
+                candidate = load_candidate(text, self.path, self.adjust)
                 why = refusal(target.config, candidate, self.path, target.miner_running)
                 if why is not None:
                     raise ConfigError(why)
                 changes = config_changes(target.config, target.patterns, target.web, candidate)
+                if unless_read and not changes and self._already_read(digest, None):
+                    return self._unchanged(source)
                 target.prepare(candidate, changes, prepared)
             except (ValueError, OSError, SupervisorError, sqlite3.Error) as error:  # ValueError: ConfigError, PatternError...
                 prepared.discard()
+                if unless_read and self._already_read(digest, str(error)):
+                    return self._unchanged(source, str(error))
+                self._read_digest = digest
                 return self._failed(source, str(error))
+            self._read_digest = digest
             self.counts["success"] += 1
             self.state = ConfigState(True, time.time(), None)
             if not changes:
+                logger.info("config reload ({}): no change", source)
                 return True, "no change"
             target.record("config_change", {"source": source, "changes": changes}, EventKind.CONFIG_CHANGE)
             target.apply(candidate, changes, prepared)
-            return True, f"applied: {', '.join(sorted(changes))}"
+            message = f"applied: {', '.join(sorted(changes))}"
+            logger.info("config reload ({}): {}", source, message)
+            return True, message
+
+    def _already_read(self, digest: str | None, error: str | None) -> bool:
+        """Whether the last reload read this very text and ended as this one would: successfully
+        (`error` None), or failing with the same `error`."""
+        return digest is not None and digest == self._read_digest and self.state.error == error
+
+    def _unchanged(self, source: str, error: str | None = None) -> tuple[bool, str]:
+        logger.debug("config reload ({}): {} holds what the last reload read; nothing to do", source, self.path)
+        return (False, error) if error is not None else (True, "unchanged since the last reload")
 
     def _failed(self, source: str, message: str) -> tuple[bool, str]:
         self.counts["failure"] += 1

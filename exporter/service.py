@@ -99,8 +99,11 @@ def run(config: Config, listen_address: str | None = None, config_file: Path | N
         while not stopping:
             wakeup.wait(60.0)  # the bound is only a safety net
             if (hup or wakeup.changed) and not stopping:
-                hup = wakeup.changed = False
-                daemon.reloader.reload(watcher.take_source() if watcher is not None else "sighup")
+                asked, hup, wakeup.changed = hup, False, False
+                source = watcher.take_source() if watcher is not None else "sighup"
+                # The watcher alone may be seeing a write the daemon has read already (a settings save
+                # from the web console): the Reloader skips that. A SIGHUP always reloads.
+                daemon.reloader.reload(source, unless_read=not asked)
     finally:
         if watcher is not None:
             watcher.stop()

@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import safefile
+from .errors import UserError
 
 SETTINGS_NAME = "settings.json"
 NEW_NAME = "settings.json.new"  # TDM's own temp file; it wins over settings.json when it is valid JSON
@@ -46,7 +47,7 @@ FILE_MODE = 0o600
 MAX_FILE_BYTES = 16 << 20  # TDM's is under 1 KiB; a bigger one is refused, not read (nor a FIFO or a device)
 
 
-class SettingsUnreadable(ValueError):
+class SettingsUnreadable(ValueError, UserError):
     """TDM would stop on this settings file: its blocking "Settings error" dialog, then exit 4."""
 
 

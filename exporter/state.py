@@ -7,9 +7,10 @@ the rest is a small JSON-able picture of the miner's present.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from .events import Event, EventKind
 from .exit_cause import last_exception
@@ -66,20 +67,27 @@ _SHARD_DOWN = frozenset(
         EventKind.WS_EXCEPTION,
     }
 )
-_CHANNEL_STATUS = {
-    EventKind.CHANNEL_ONLINE: "online",
-    EventKind.CHANNEL_OFFLINE: "offline",
-    EventKind.CHANNEL_STAYS_OFFLINE: "stays_offline",
-    EventKind.CHANNEL_STATUS_UPDATED: "updated",
-}
 
 
 def labels(**pairs: str) -> Labels:
     return tuple(sorted(pairs.items()))
 
 
-@dataclass(frozen=True, slots=True)
-class Drop:
+_CHANNEL_STATUS = {  # the label set of tdm_channel_status_changes_total each kind counts in
+    kind: labels(status=status)
+    for kind, status in (
+        (EventKind.CHANNEL_ONLINE, "online"),
+        (EventKind.CHANNEL_OFFLINE, "offline"),
+        (EventKind.CHANNEL_STAYS_OFFLINE, "stays_offline"),
+        (EventKind.CHANNEL_STATUS_UPDATED, "updated"),
+    )
+}
+
+
+class Drop(NamedTuple):
+    """The drop being mined. A named tuple: one is made for every progress record of a catch-up,
+    and a frozen dataclass takes several times longer to build."""
+
     name: str
     game: str
     current: int
@@ -218,20 +226,21 @@ class MinerState:
     # -- event handlers --------------------------------------------------------------------
 
     def _on_progress(self, kind: EventKind, time: float, f: Mapping[str, Any]) -> None:
-        name, game = f["drop"], f["game"]
+        name, game, source = f["drop"], f["game"], f.get("source", "")
         current, required = int(f["current"]), int(f["required"])
         previous = self.drop
-        same_drop = previous is not None and (previous.name, previous.game) == (name, game)
-        if f.get("source") == "active_search":  # TDM's own estimate while Twitch is silent: not progress
+        same_drop = previous is not None and previous.name == name and previous.game == game
+        if source == "active_search":  # TDM's own estimate while Twitch is silent: not progress
             confirmed = previous.confirmed if same_drop else None
             moved = not same_drop
         else:
             confirmed = current
             moved = not same_drop or previous.confirmed != current
         last_progress = time if moved else previous.last_progress_time
-        self.drop = Drop(name, game, current, required, f.get("source", ""), last_progress, confirmed)
+        self.drop = Drop(name, game, current, required, source, last_progress, confirmed)
         self.game = game
-        self._remember_game(game)
+        if game not in self.known_games:
+            self._remember_game(game)
         if required and current >= required and self.completed != (name, game):
             self.completed = (name, game)
             self._inc("tdm_drops_completed_total", labels(game=game))
@@ -252,7 +261,7 @@ class MinerState:
             self.channel = channel
 
     def _on_channel_status(self, kind: EventKind, time: float, f: Mapping[str, Any]) -> None:
-        self._inc("tdm_channel_status_changes_total", labels(status=_CHANNEL_STATUS[kind]))
+        self._inc("tdm_channel_status_changes_total", _CHANNEL_STATUS[kind])
         if kind is EventKind.CHANNEL_OFFLINE and f.get("channel") == self.channel:
             self.channel = None
 
@@ -329,8 +338,6 @@ class MinerState:
         self.counters[key] = self.counters.get(key, 0.0) + amount
 
     def _remember_game(self, game: str) -> None:
-        if game in self.known_games:
-            return
         # Series start at 0, so increase() over them sees a game's first drop too.
         for name in ("tdm_drops_completed_total", "tdm_drops_claimed_total"):
             self.counters.setdefault((name, labels(game=game)), 0.0)
@@ -417,6 +424,7 @@ class MinerState:
         self.claim_times = list(data.get("claim_times", []))
 
 
+@functools.lru_cache(maxsize=64)  # a log repeats its errors, tracebacks and all (a few KiB each)
 def _error_line(message: str) -> str:
     """An error record in one line: its first line, and the exception its traceback ended with."""
     first = message.split("\n", 1)[0]

@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
+from .errors import UserError
 from .events import Event, EventKind
 from .positions import Position
 
@@ -89,7 +90,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """The database could not be opened, read or written. The message names the file and the step."""
 
 

@@ -49,6 +49,7 @@ from urllib.parse import urlsplit
 import bcrypt
 
 from . import safefile, yamlfile
+from .errors import UserError
 
 REALM = "twitchminert"
 EXEMPT_PATHS = frozenset({"/-/healthy"})
@@ -77,7 +78,7 @@ _BCRYPT_HELP = (
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class WebConfigError(ValueError):
+class WebConfigError(ValueError, UserError):
     """Every problem found, one per line: `web.yml:3: tls_server_config.cert_file: file not found: ...`."""
 
 

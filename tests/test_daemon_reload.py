@@ -208,6 +208,73 @@ def test_a_reload_that_fails_part_way_changes_nothing(tmp_path: Path, started) -
     assert config_events(daemon) == []
 
 
+# -- the watcher's reload of a file the daemon has read already -------------------------------------
+# A settings save from the web console writes the file and reloads it at once; the file watcher then
+# sees that write. Its reload (unless_read=True, as service.run asks for it) must count nothing.
+
+
+def reload_counts(daemon: Daemon) -> tuple[float | None, float | None]:
+    scrape = metrics(daemon)
+    return sample(scrape, "tdm_config_reloads_total", result="success"), sample(scrape, "tdm_config_reloads_total", result="failure")
+
+
+def test_the_watcher_seeing_a_file_the_daemon_has_read_is_no_reload(tmp_path: Path, started) -> None:
+    path = write_config(tmp_path / "twitchminert.yaml", extra="settings:\n  priority: [A]\n")
+    daemon = started(path)
+    write_config(path, extra="settings:\n  priority: [B]\n")  # a save from the web console...
+    assert daemon.reloader.reload("web") == (True, "applied: settings.priority")  # ...applied by its own reload
+    applied_at = sample(metrics(daemon), "tdm_config_last_reload_success_timestamp_seconds")
+
+    assert daemon.reloader.reload("file", unless_read=True) == (True, "unchanged since the last reload")  # the watcher
+    assert reload_counts(daemon) == (1, 0)
+    assert sample(metrics(daemon), "tdm_config_last_reload_success_timestamp_seconds") == applied_at
+    assert [event.fields["source"] for event in config_events(daemon)] == ["web"]
+
+    assert daemon.reloader.reload("sighup") == (True, "no change")  # asked for: always a reload
+    assert reload_counts(daemon) == (2, 0)
+
+    write_config(path, extra="settings:\n  priority: [C]\n")  # an edit of the file: reloaded
+    assert daemon.reloader.reload("file", unless_read=True) == (True, "applied: settings.priority")
+    write_config(path, extra="settings:\n  priority: [B]\n")  # back to a text read before, but not the last one
+    assert daemon.reloader.reload("file", unless_read=True) == (True, "applied: settings.priority")
+    assert reload_counts(daemon) == (4, 0)
+    assert [event.fields["source"] for event in reversed(config_events(daemon))] == ["web", "file", "file"]
+
+
+def test_a_file_the_daemon_has_read_is_reloaded_when_a_file_it_names_changed(tmp_path: Path, started) -> None:
+    patterns = tmp_path / "patterns.yaml"
+    patterns.write_text("patterns:\n  - name: one\n    regex: 'one'\n    counter: {metric: tdm_user_one_total, help: one}\n")
+    path = write_config(tmp_path / "twitchminert.yaml", extra=f"  patterns: [{json.dumps(str(patterns))}]\n")
+    daemon = started(path)
+    assert daemon.reloader.reload("web") == (True, "no change")
+    patterns.write_text(patterns.read_text().replace("'one'", "'two'"))
+    path.touch()  # the config file's text is the same: the pattern file's is not
+    assert daemon.reloader.reload("file", unless_read=True) == (True, "applied: logs.patterns (contents)")
+    assert reload_counts(daemon) == (2, 0)
+
+
+def test_the_watcher_seeing_a_file_whose_reload_failed_does_not_fail_it_again(tmp_path: Path, started) -> None:
+    patterns = tmp_path / "patterns.yaml"
+    good = "patterns:\n  - name: one\n    regex: 'one'\n    counter: {metric: tdm_user_one_total, help: one}\n"
+    patterns.write_text(good)
+    path = write_config(tmp_path / "twitchminert.yaml", extra=f"  patterns: [{json.dumps(str(patterns))}]\n")
+    daemon = started(path)
+    patterns.write_text(good.replace("'one'", "'(unclosed'"))  # broken since start-up
+    write_config(path, extra=f"  patterns: [{json.dumps(str(patterns))}]\nsettings:\n  priority: [A]\n")  # a web save
+    ok, message = daemon.reloader.reload("web")
+    assert not ok and "patterns.yaml" in message
+
+    assert daemon.reloader.reload("file", unless_read=True) == (False, message)  # the watcher: the same error
+    assert reload_counts(daemon) == (0, 1)
+    assert json.loads(http_get(url(daemon) + "/api/miner/status")[1])["config"] == {
+        "last_reload_successful": False, "error": message}
+
+    patterns.write_text(good)  # fixed: the config file's text is the same, the outcome is not
+    assert daemon.reloader.reload("file", unless_read=True) == (True, "applied: settings.priority")
+    assert reload_counts(daemon) == (1, 1)
+    assert sample(metrics(daemon), "tdm_config_last_reload_successful") == 1
+
+
 # -- start-up ---------------------------------------------------------------------------------------
 
 

@@ -32,7 +32,7 @@ from exporter.lifecycle import State
 from exporter.notify import NotifyCollector
 from exporter.metrics import COUNTER_HELP, ExporterCollector, ExporterHealth, StateCollector, SupervisorCollector, exposition
 from exporter.pipeline import RecordHandler, replay
-from exporter.reloading import build_patterns
+from exporter.patterns import build_patterns
 from exporter.resources import ResourceSample
 from exporter.state import MinerState, Snapshot
 from exporter.status import ConfigState, miner_status

@@ -5,7 +5,12 @@
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
+
+from conftest import REPO, RUNS
 
 PACKAGE = Path(__file__).resolve().parents[1] / "exporter"
 
@@ -14,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "exporter"
 PURE_CORE = {
     "framing", "ordering", "patterns", "builtin_patterns", "events", "state", "lifecycle", "inventory", "notify_rules",
     "status", "metrics", "bridge_metrics", "config", "yamlfile", "safefile", "cookies", "redaction",
-    "timestamps", "exit_cause", "__init__",
+    "timestamps", "exit_cause", "errors", "environment", "__init__",
 }
 # The arrows out of it that docs/architecture.md names and explains.
 PURE_CORE_EXCEPTIONS = {("config", "notify_send"), ("config", "capture"), ("inventory", "bridge")}
@@ -103,3 +108,64 @@ def test_annotations_alone_do_not_count_as_runtime_imports(tmp_path: Path) -> No
     module.write_text("from typing import TYPE_CHECKING\nfrom .state import Snapshot\nif TYPE_CHECKING:\n    from .supervisor import S\n")
     assert _imports(module) == {"state", "supervisor"}
     assert _imports(module, runtime_only=True) == {"state"}
+
+
+# What only the daemon (or another command) needs: `replay` starts without them (issue 15: start-up time).
+NOT_FOR_REPLAY = {
+    "exporter.daemon", "exporter.service", "exporter.supervisor", "exporter.reloading", "exporter.preflight",
+    "exporter.http", "exporter.web", "exporter.store", "exporter.webconfig", "exporter.status",
+    "exporter.config_cli", "exporter.login_cli", "exporter.settings_file", "exporter.launcher",
+    "exporter.config", "exporter.demo", "exporter.notify_send",
+    "sqlite3", "bcrypt", "psutil",
+}
+
+
+def _loaded_by(tmp_path: Path, *argv: str) -> tuple[int, set[str]]:
+    """`twitchminert ARGV` run in a fresh interpreter: its exit code and every module loaded by its end."""
+    modules = tmp_path / "modules.json"
+    code = (
+        "import json, sys\n"
+        "from exporter import cli\n"
+        "code = cli.main(sys.argv[2:])\n"
+        "open(sys.argv[1], 'w').write(json.dumps(sorted(sys.modules)))\n"
+        "sys.exit(code)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(modules), *argv], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    return result.returncode, set(json.loads(modules.read_text()))
+
+
+def test_replay_imports_none_of_the_daemon(tmp_path: Path) -> None:
+    log = tmp_path / "log.txt"
+    log.write_bytes((RUNS / "E_restore_cookie_vvv" / "log.txt").read_bytes()[:1000])
+    code, modules = _loaded_by(tmp_path, "replay", str(log), "--timezone", "UTC")
+    assert code == 0
+    assert {"exporter.pipeline", "exporter.metrics", "prometheus_client"} <= modules  # it did replay
+    assert sorted(NOT_FOR_REPLAY & modules) == []
+
+
+def test_a_command_imports_its_module_when_it_runs(tmp_path: Path) -> None:
+    """The check above sees lazy imports: `config validate` loads its own module and the start-up checks."""
+    config = tmp_path / "twitchminert.yaml"
+    config.write_text(f"storage:\n  path: {tmp_path / 'data'}\n")
+    code, modules = _loaded_by(tmp_path, "config", "validate", str(config))
+    assert code == 0
+    assert {"exporter.config_cli", "exporter.preflight"} <= modules
+    assert "exporter.pipeline" not in modules
+
+
+def test_every_error_the_command_line_reports_is_a_user_error() -> None:
+    """cli.main catches UserError (one line, exit 2) without importing where each is defined."""
+    from exporter.cli import UsageError
+    from exporter.config import ConfigError
+    from exporter.errors import UserError
+    from exporter.patterns import PatternError
+    from exporter.settings_file import SettingsUnreadable
+    from exporter.store import StoreError
+    from exporter.webconfig import WebConfigError
+
+    for error in (UsageError, ConfigError, PatternError, SettingsUnreadable, WebConfigError, StoreError):
+        assert issubclass(error, UserError), error
+    for error in (ConfigError, PatternError, SettingsUnreadable, WebConfigError):
+        assert issubclass(error, ValueError), error  # still caught where a ValueError is (reloads, the daemon)

@@ -102,6 +102,16 @@ def configmap_update(folder: Path, text: str) -> None:
 # -- the daemon and its miner --------------------------------------------------------------------------
 
 
+def save_settings(url: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """PUT /api/settings as the console page sends it (JSON, same origin); the answer's JSON."""
+    body = json.dumps(changes).encode()
+    request = urllib.request.Request(url + "/api/settings", data=body, method="PUT",
+                                     headers={"Content-Type": "application/json", "Origin": url})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert answer.status == 200
+        return json.loads(answer.read())
+
+
 def http_post(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
     request = urllib.request.Request(url, data=b"", method="POST", headers=headers or {})
     try:
@@ -230,7 +240,8 @@ def start_miner(tmp_path: Path, daemon_factory):
     """start(priority=..., listen=..., **config) -> Miner, mining its first game. All stopped at the end."""
     started: list[Miner] = []
 
-    def start(priority: Sequence[Any] = FIRST, listen: str = "127.0.0.1:0", configmap: bool = False, **config: Any) -> Miner:
+    def start(priority: Sequence[Any] = FIRST, listen: str = "127.0.0.1:0", configmap: bool = False,
+              args: Sequence[str] = (), **config: Any) -> Miner:
         (tmp_path / "tdm").mkdir(exist_ok=True)
         in_file = None if listen.endswith(":0") else listen
         text = config_yaml(tmp_path, priority, listen=in_file, **config)
@@ -241,7 +252,7 @@ def start_miner(tmp_path: Path, daemon_factory):
         else:
             path = tmp_path / "twitchminert.yaml"
             save(path, text)
-        daemon = daemon_factory("run", "--config.file", str(path), "--web.listen-address", listen)
+        daemon = daemon_factory("run", "--config.file", str(path), "--web.listen-address", listen, *args)
         miner = Miner(daemon, tmp_path, path)
         started.append(miner)
         daemon.wait_listening()
@@ -432,6 +443,67 @@ def test_the_audit_trail_names_every_source(start_miner, tmp_path: Path) -> None
     assert writes == [{"priority": [[], list(FIRST)]}] + [
         {"priority": [list(old), list(new)]} for old, new in pairwise(lists)
     ]
+
+
+def reload_lines(miner: Miner) -> list[str]:
+    """The daemon's log lines about config reloads, at INFO level or above (what a user's log shows)."""
+    return [line for line in list(miner.daemon.lines) if "config reload (" in line and " DEBUG " not in line]
+
+
+def watcher_has_seen(miner: Miner, seen_before: int) -> bool:
+    """Whether the file watcher has reported a write since `seen_before` reload lines of any level: the
+    daemon says so at DEBUG level when there was nothing to reload; a daemon that reloaded anyway
+    counts a reload more (and logs it)."""
+    lines = [line for line in list(miner.daemon.lines) if "config reload (file)" in line]
+    return len(lines) > seen_before
+
+
+def test_a_settings_save_from_the_web_console_is_one_reload(start_miner) -> None:
+    """The save writes the config file and reloads it; the file watcher then sees that write. It must not
+    reload again: one reload counted, one config_change event, one log line, one TDM restart."""
+    miner = start_miner(FIRST, args=("--log.level", "debug"))
+    pid = miner.wait_mining("Game A")
+    answer = save_settings(miner.url, {"priority": list(SWAPPED)})
+    assert (answer["applied"], answer["message"]) == (True, "applied: settings.priority")
+    applied_at = miner.value("tdm_config_last_reload_success_timestamp_seconds")
+
+    # The watcher reports a write once the file has stayed the same for a second: wait until it has.
+    wait_until(lambda: watcher_has_seen(miner, 0) or miner.reloads("success") > 1, DEADLINE,
+               what="the file watcher to see the saved file")
+    assert (miner.reloads("success"), miner.reloads("failure")) == (1, 0)
+    assert miner.value("tdm_config_last_reload_success_timestamp_seconds") == applied_at
+    assert miner.config_changes() == [
+        {"action": "config_change", "source": "web", "changes": {"settings.priority": [list(FIRST), list(SWAPPED)]}}
+    ]
+    assert [line.split(" INFO    ", 1)[-1] for line in reload_lines(miner)] == ["config reload (web): applied: settings.priority"]
+    miner.wait_restarted(1, pid)
+    assert miner.settings().priority == SWAPPED
+    assert miner.value("tdm_settings_writes_total") == 2  # at start, and once for the save
+    assert miner.restarts() == {"crash": 0, "terminated": 0, "stall": 0, "config": 1, "manual": 0}
+
+
+def test_an_edit_of_the_file_right_after_a_web_save_is_applied(start_miner) -> None:
+    miner = start_miner(FIRST, args=("--log.level", "debug"))
+    pid = miner.wait_mining("Game A")
+    save_settings(miner.url, {"priority": list(SWAPPED)})
+    # At once, before the watcher has reported the save's write: an editor saves its own change.
+    save(miner.config, miner.config.read_text().replace("timezone: UTC", "timezone: Europe/Berlin"))
+    wait_until(lambda: miner.reloads("success") == 2, DEADLINE, what="the edit's reload")
+    assert miner.config_changes() == [
+        {"action": "config_change", "source": "web", "changes": {"settings.priority": [list(FIRST), list(SWAPPED)]}},
+        {"action": "config_change", "source": "file", "changes": {"logs.timezone": ["UTC", "Europe/Berlin"]}},
+    ]
+    miner.wait_restarted(1, pid)  # the save's restart; the timezone is ours alone
+
+    # A revert, right after another save, to the text the file had before that save: a text the daemon
+    # has read before, but not the one its last reload read. Applied too.
+    before_save = miner.config.read_text()
+    save_settings(miner.url, {"priority": list(FIRST)})
+    save(miner.config, before_save)
+    wait_until(lambda: miner.reloads("success") == 4, DEADLINE, what="the revert's reload")
+    assert [change["source"] for change in miner.config_changes()] == ["web", "file", "web", "file"]
+    assert miner.config_changes()[-1]["changes"] == {"settings.priority": [list(FIRST), list(SWAPPED)]}
+    assert miner.reloads("failure") == 0
 
 
 def test_a_symlinked_config_switched_to_a_new_target_is_reloaded(start_miner) -> None:

@@ -320,7 +320,7 @@ def test_the_fast_exposition_writes_what_generate_latest_writes() -> None:
     from prometheus_client.exposition import generate_latest
 
     from conftest import RUNS
-    from exporter.daemon import build_patterns
+    from exporter.patterns import build_patterns
     from exporter.metrics import StateCollector, _NotPlain, _render, exposition
     from exporter.pipeline import RecordHandler, replay
     from exporter.state import MinerState
