@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from loguru import logger
 
@@ -262,14 +263,20 @@ class Pipeline:
             self.tails = self._restore()
             self._rolled_back = False
         records = read = 0
-        changed = False
-        for item in self.tails.read():
-            changed = True
+        items = self.tails.read()
+        changed = bool(items)
+        backlog = self.tails.backlog()  # measured right after reading: a file that grew since is behind
+        self.handler.state.backlog = backlog
+        unfed = Counter(item.key for item in items if isinstance(item, Data))
+        for item in items:
             if isinstance(item, Reset):
                 records += self._reset(item, now)
             else:
                 self._feed(item, now)
                 read += len(item.data)
+                unfed[item.key] -= 1
+                # Chunk by chunk, as far as the order allows: a catch-up keeps one chunk's records, not a poll's.
+                records += self._hand_on(now, backlog, unfed)
         changed |= self._note_read_errors()
         for key, framer in self._framers.items():
             start = framer.offset
@@ -277,9 +284,7 @@ class Pipeline:
             if batch.consumed:
                 self._order.add(key, batch, start)
                 changed = True
-        backlog = self.tails.backlog()
-        self.handler.state.backlog = backlog
-        records += self._hand_on(now, backlog)
+        records += self._hand_on(now, backlog, unfed)
         message = self.catch_up.update(now, sum(backlog.values()), read, records)
         if message is not None:
             logger.info("log files: {}", message)
@@ -326,14 +331,17 @@ class Pipeline:
         """A batch the framer released: it waits for its turn (`_hand_on`)."""
         self._order.add(key, batch, framer.offset - batch.consumed)
 
-    def _hand_on(self, now: float, backlog: dict[str, int], everything: bool = False) -> int:
+    def _hand_on(
+        self, now: float, backlog: Mapping[str, int], unfed: Mapping[str, int], everything: bool = False
+    ) -> int:
         """Give the handler, in time order, the records no other file can still precede; returns
-        how many records went on. `backlog`: what each file has not been read of (it grew since)."""
+        how many records went on. `backlog`: what each file has not been read of (it grew since);
+        `unfed`: chunks read from each file that its framer has not had yet."""
         framers = self._framers
         behind = {}
-        for key in framers.keys() | backlog.keys():
+        for key in framers.keys() | backlog.keys() | unfed.keys():
             framer = framers.get(key)
-            if backlog.get(key) or (framer is not None and framer.fed_until > framer.offset):
+            if backlog.get(key) or unfed.get(key) or (framer is not None and framer.fed_until > framer.offset):
                 behind[key] = framer.fed_until if framer is not None else -1  # how far read: moves unless stalled
         released = self._order.take(now, behind, everything)
         if len({key for key, batch in released if batch.records}) <= 1:  # one file: nothing to interleave
@@ -347,7 +355,7 @@ class Pipeline:
         if framer is not None:
             self._release(item.key, framer, framer.flush())  # the old file is complete
             # What waits goes on now: a position in the old file means nothing in the new one.
-            records = self._hand_on(now, {}, everything=True)
+            records = self._hand_on(now, {}, {}, everything=True)
         if item.reason in _ROTATION_REASONS:
             self.handler.state.count_file(item.key, rotations=1)
         elif item.reason == "truncated":

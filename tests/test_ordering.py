@@ -179,3 +179,15 @@ def test_a_batch_newer_than_a_held_record_could_be_waits_and_keeps_its_files_ord
     order.add("a", batch("a", 8), 10)  # released with the rest once a is quiet
     assert [record.msecs for record in merged(order.take(0.01, behind={}))] == [6, 8]
     assert not order.waiting
+
+
+def test_past_the_waiting_limit_all_goes_on_merged_so_a_catch_up_keeps_few_records() -> None:
+    """Chunks of two files in a catch-up overlap in time: neither can go on whole before the other."""
+    order = TimeOrder(max_waiting_bytes=50)
+    order.add("a", batch("a", 1, 5), 0)
+    order.add("b", batch("b", 3, 7), 0)
+    assert order.take(0.0, behind={"a": 20, "b": 20}) == []  # both may still give older ones
+    order.add("a", batch("a", 8, 9), 20)
+    order.add("b", batch("b", 10, 11), 20)  # 80 bytes wait now
+    assert [record.msecs for record in merged(order.take(0.0, behind={"a": 40, "b": 40}))] == [1, 3, 5, 7, 8, 9, 10, 11]
+    assert not order.waiting
