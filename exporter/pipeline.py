@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from loguru import logger
 
@@ -18,6 +19,7 @@ from .bridge import STATE_LEVEL
 from .events import Event, EventKind
 from .inventory import InventoryState
 from .framing import DEFAULT_MAX_RECORD_BYTES, DEFAULT_QUIET_SECONDS, Batch, Framer, Record
+from .ordering import TimeOrder, merged
 from .patterns import PatternSet
 from .state import MinerState, Snapshot
 from .positions import Position
@@ -56,6 +58,10 @@ class RecordHandler:
     def take(self, source: str, batch: Batch) -> int:
         """Handle what one framer call gave; returns how many records it finished."""
         self.handle(batch.records)
+        return self.count(source, batch)
+
+    def count(self, source: str, batch: Batch) -> int:
+        """Count what one framer call gave, its records already handled; returns how many it finished."""
         if batch.counted:
             try:
                 when = self.clock.to_epoch(*batch.counted_time)
@@ -188,6 +194,7 @@ class Pipeline:
         self._count_only = handler.patterns.silent_levels()
         self._framers: dict[str, Framer] = {}
         self._read_errors: dict[str, str] = {}  # file -> what the last read said, while it fails
+        self._order = TimeOrder()  # released records wait there until they can go on in time order
         self.catch_up = CatchUp()
         self._rolled_back = False
         self._dirty = False  # handled since the last commit
@@ -256,25 +263,31 @@ class Pipeline:
             self.tails = self._restore()
             self._rolled_back = False
         records = read = 0
-        changed = False
-        for item in self.tails.read():
-            changed = True
-            if isinstance(item, Reset):
-                records += self._reset(item)
-            else:
-                records += self._feed(item, now)
-                read += len(item.data)
-        changed |= self._note_read_errors()
-        backlog = self.tails.backlog()
+        items = self.tails.read()
+        changed = bool(items)
+        backlog = self.tails.backlog()  # measured right after reading: a file that grew since is behind
         self.handler.state.backlog = backlog
+        unfed = Counter(item.key for item in items if isinstance(item, Data))
+        for item in items:
+            if isinstance(item, Reset):
+                records += self._reset(item, now)
+            else:
+                self._feed(item, now)
+                read += len(item.data)
+                unfed[item.key] -= 1
+                # Chunk by chunk, as far as the order allows: a catch-up keeps one chunk's records, not a poll's.
+                records += self._hand_on(now, backlog, unfed)
+        changed |= self._note_read_errors()
+        for key, framer in self._framers.items():
+            start = framer.offset
+            batch = framer.flush_due(now)
+            if batch.consumed:
+                self._order.add(key, batch, start)
+                changed = True
+        records += self._hand_on(now, backlog, unfed)
         message = self.catch_up.update(now, sum(backlog.values()), read, records)
         if message is not None:
             logger.info("log files: {}", message)
-        for key, framer in self._framers.items():
-            batch = framer.flush_due(now)
-            if batch.consumed:
-                records += self.handler.take(key, batch)
-                changed = True
         self._dirty |= changed
         if self._dirty and (self.handler.events or now - self._committed_at >= COMMIT_SECONDS):
             self._commit()
@@ -286,6 +299,7 @@ class Pipeline:
             return
         self.handler.take_events()
         self._framers.clear()
+        self._order.clear()
         self.tails.close()
         self._dirty = False
         self._rolled_back = True  # the next poll reopens the files at the committed positions
@@ -293,6 +307,8 @@ class Pipeline:
     def next_deadline(self) -> float | None:
         """When a held record is due, or what was handled is to be committed."""
         deadlines = [d for f in self._framers.values() if (d := f.deadline()) is not None]
+        if (stalled := self._order.deadline()) is not None:
+            deadlines.append(stalled)
         if self._dirty:
             deadlines.append(self._committed_at + COMMIT_SECONDS)
         return min(deadlines, default=None)
@@ -301,22 +317,45 @@ class Pipeline:
         """A tail stopped early (a large backlog): poll again without waiting."""
         return self.tails.pending and not self._rolled_back
 
-    def _feed(self, item: Data, now: float) -> int:
+    def _feed(self, item: Data, now: float) -> None:
         framer = self._framers.get(item.key)
-        records = 0
         if framer is None or framer.fed_until != item.offset:
             if framer is not None:  # a gap: the tail moved on without telling; start clean
-                records += self.handler.take(item.key, framer.flush())
+                self._release(item.key, framer, framer.flush())
             framer = self._framers[item.key] = Framer(
                 item.key, item.offset, self._max_record_bytes, self._quiet, self._count_only
             )
-        return records + self.handler.take(item.key, framer.feed(item.data, now))
+        self._release(item.key, framer, framer.feed(item.data, now))
 
-    def _reset(self, item: Reset) -> int:
+    def _release(self, key: str, framer: Framer, batch: Batch) -> None:
+        """A batch the framer released: it waits for its turn (`_hand_on`)."""
+        self._order.add(key, batch, framer.offset - batch.consumed)
+
+    def _hand_on(
+        self, now: float, backlog: Mapping[str, int], unfed: Mapping[str, int], everything: bool = False
+    ) -> int:
+        """Give the handler, in time order, the records no other file can still precede; returns
+        how many records went on. `backlog`: what each file has not been read of (it grew since);
+        `unfed`: chunks read from each file that its framer has not had yet."""
+        framers = self._framers
+        behind = {}
+        for key in framers.keys() | backlog.keys() | unfed.keys():
+            framer = framers.get(key)
+            if backlog.get(key) or unfed.get(key) or (framer is not None and framer.fed_until > framer.offset):
+                behind[key] = framer.fed_until if framer is not None else -1  # how far read: moves unless stalled
+        released = self._order.take(now, behind, everything)
+        if len({key for key, batch in released if batch.records}) <= 1:  # one file: nothing to interleave
+            return sum(self.handler.take(key, batch) for key, batch in released)
+        self.handler.handle(merged(released))
+        return sum(self.handler.count(key, batch) for key, batch in released)
+
+    def _reset(self, item: Reset, now: float) -> int:
         framer = self._framers.pop(item.key, None)
         records = 0
         if framer is not None:
-            records = self.handler.take(item.key, framer.flush())  # the old file is complete
+            self._release(item.key, framer, framer.flush())  # the old file is complete
+            # What waits goes on now: a position in the old file means nothing in the new one.
+            records = self._hand_on(now, {}, {}, everything=True)
         if item.reason in _ROTATION_REASONS:
             self.handler.state.count_file(item.key, rotations=1)
         elif item.reason == "truncated":
@@ -346,7 +385,9 @@ class Pipeline:
         positions = {}
         for key, tail in self.tails.items():
             framer = self._framers.get(key)
-            position = tail.position_at(framer.offset) if framer is not None else tail.position()
+            waiting = self._order.first_waiting(key)
+            offset = waiting if waiting is not None else framer.offset if framer is not None else None
+            position = tail.position_at(offset) if offset is not None else tail.position()
             if position is not None and committed.positions.get(key) != position:
                 positions[key] = position
         state = self.handler.state

@@ -56,15 +56,21 @@ def need_tdm_source() -> Path:
 # -- waits, HTTP, /metrics -------------------------------------------------------------------------
 
 
-def wait_until(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
-    """Poll `condition` until it is truthy; fail the test after `timeout` seconds."""
+def wait_until(
+    condition: Callable[[], object],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str | Callable[[], str] = "condition",
+):
+    """Poll `condition` until it is truthy; fail the test after `timeout` seconds. `what` can be a
+    function: it then describes what was seen when the time ran out."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+            pytest.fail(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
         threading.Event().wait(interval)  # bounded poll step, not a synchronisation sleep
 
 

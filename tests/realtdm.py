@@ -337,13 +337,19 @@ class RealTdm:
     def wait_status(self, condition: Callable[[dict], object], timeout: float = STATUS_TIMEOUT, what: str = "status") -> dict:
         """The first /api/miner/status answer for which `condition` holds (bounded by `timeout`)."""
 
+        last: list[dict] = []
+
         def check():
             if self.daemon is not None and self.daemon.proc.poll() is not None:
                 pytest.fail(f"the daemon exited with {self.daemon.proc.returncode}:\n{self.output()}")
-            answer = self.status()
-            return answer if condition(answer) else None
+            last[:] = [self.status()]
+            return last[0] if condition(last[0]) else None
 
-        return wait_until(check, timeout, interval=0.1, what=f"{what} (daemon log:\n{self.tail()})")
+        def seen() -> str:  # at the deadline: what the daemon answered and logged last
+            answer = {key: last[0].get(key) for key in ("status", "session", "supervisor", "login")} if last else None
+            return f"{what}; last answer: {json.dumps(answer)} (daemon log:\n{self.tail()})"
+
+        return wait_until(check, timeout, interval=0.1, what=seen)
 
     def wait_log(self, text: str, timeout: float = STATUS_TIMEOUT) -> None:
         """Until TDM's log.txt or the captured GUI output contains `text`."""

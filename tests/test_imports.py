@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "exporter"
 
 # Data in, data out: no threads, sockets or subprocesses of their own (docs/architecture.md, "Pure core").
 PURE_CORE = {
-    "framing", "patterns", "builtin_patterns", "events", "state", "lifecycle", "inventory", "notify_rules",
+    "framing", "ordering", "patterns", "builtin_patterns", "events", "state", "lifecycle", "inventory", "notify_rules",
     "status", "metrics", "bridge_metrics", "config", "yamlfile", "safefile", "cookies", "redaction",
     "timestamps", "exit_cause", "errors", "environment", "__init__",
 }
