@@ -17,8 +17,6 @@ supervisor's). The supervisor starts a fresh Xvfb for each miner start.
 from __future__ import annotations
 
 import json
-import os
-import select
 import signal
 import subprocess
 import sys
@@ -28,7 +26,7 @@ from pathlib import Path
 from loguru import logger
 
 from .pdeathsig import die_with_parent
-from .xvfb_keeper import HANGUP, KEEPER_PATH
+from .xvfb_keeper import HANGUP, KEEPER_PATH, read_line
 
 XVFB = "Xvfb"
 SCREEN = "1280x720x24"
@@ -115,20 +113,12 @@ class Xvfb:
 
     def _read_answer(self, deadline: float) -> dict:
         assert self._keeper is not None and self._keeper.stdout is not None
-        fd = self._keeper.stdout.fileno()
-        data = b""
-        while not data.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise XvfbError(f"{self.program} did not report a display within the timeout")
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                continue
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                code = self._keeper.wait(STOP_TIMEOUT)
-                raise XvfbError(f"the Xvfb keeper exited with code {code} before {self.program} was ready")
-            data += chunk
+        data = read_line(self._keeper.stdout.fileno(), deadline)
+        if data is None:
+            raise XvfbError(f"{self.program} did not report a display within the timeout")
+        if not data.endswith(b"\n"):
+            code = self._keeper.wait(STOP_TIMEOUT)
+            raise XvfbError(f"the Xvfb keeper exited with code {code} before {self.program} was ready")
         try:
             answer = json.loads(data)
         except ValueError:

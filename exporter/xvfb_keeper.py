@@ -114,24 +114,35 @@ def connect(number: int, cookie: bytes, deadline: float) -> socket.socket:
         raise
 
 
-def read_display(fd: int, deadline: float, xvfb: subprocess.Popen, program: str) -> int:
-    """The display number Xvfb writes to `-displayfd` once it accepts connections."""
+def read_line(fd: int, deadline: float) -> bytes | None:
+    """What `fd` gives up to its first newline, that included; less (maybe b"") if the writer closed
+    it first, None if the deadline passed first."""
     data = b""
     while not data.endswith(b"\n"):
         left = deadline - time.monotonic()
         if left <= 0:
-            raise KeeperError(f"{program} did not report a display within the timeout")
+            return None
         ready, _, _ = select.select([fd], [], [], left)
         if not ready:
             continue
-        chunk = os.read(fd, 64)
-        if not chunk:  # Xvfb exited before it was ready
-            try:
-                code = xvfb.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                code = None
-            raise KeeperError(f"{program} exited with code {code} before it was ready")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return data
         data += chunk
+    return data
+
+
+def read_display(fd: int, deadline: float, xvfb: subprocess.Popen, program: str) -> int:
+    """The display number Xvfb writes to `-displayfd` once it accepts connections."""
+    data = read_line(fd, deadline)
+    if data is None:
+        raise KeeperError(f"{program} did not report a display within the timeout")
+    if not data.endswith(b"\n"):  # Xvfb exited before it was ready
+        try:
+            code = xvfb.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            code = None
+        raise KeeperError(f"{program} exited with code {code} before it was ready")
     try:
         return int(data.strip())
     except ValueError:
