@@ -205,6 +205,11 @@ class Sim:
         return self.proc.wait(timeout=timeout)
 
 
+def _hang_up_kills() -> None:
+    """A child of a suite run under nohup starts with SIGHUP ignored; TDM's is the default (it dies)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @pytest.fixture
 def launch(tmp_path: Path) -> Iterator[Callable[..., Sim]]:
     wrapper = tmp_path / "tap_wrapper.py"
@@ -227,7 +232,7 @@ def launch(tmp_path: Path) -> Iterator[Callable[..., Sim]]:
             "--scenario", scenario, "--speed", speed, "--seed", str(seed), "--exit-after", "60", *args,
         ]
         with open(out, "wb") as stdout, open(err, "wb") as stderr:
-            proc = subprocess.Popen(command, stdout=stdout, stderr=stderr, cwd=tmp_path)
+            proc = subprocess.Popen(command, stdout=stdout, stderr=stderr, cwd=tmp_path, preexec_fn=_hang_up_kills)
         sim = Sim(proc, workdir, tap, out, err)
         started.append(sim)
         return sim
