@@ -8,10 +8,11 @@ launcher in TDM's interpreter, on our own Xvfb. See ../shared/tdm/real_tdm_offli
 
 TDM's interpreter is a venv of Debian's python3 made with --system-site-packages (Tk and gi come from
 Debian) holding TDM's requirements.txt, not ours. `.ci/run` makes it and names it in
-TWITCHMINERT_TDM_VENV; the default is `.tdm-venv` in the repository:
+TWITCHMINERT_TDM_VENV; the default is in the user's cache, outside the repository (a venv holds this
+machine's absolute paths):
 
-    /usr/bin/python3 -m venv --system-site-packages .tdm-venv
-    .tdm-venv/bin/pip install -r ../shared/tdm-src/requirements.txt
+    /usr/bin/python3 -m venv --system-site-packages ~/.cache/twitchminert/tdm-venv
+    ~/.cache/twitchminert/tdm-venv/bin/pip install -r ../shared/tdm-src/requirements.txt
 
 Use in a test module (pytest finds fixtures imported into it):
 
@@ -68,7 +69,7 @@ MKPKI = OFFLINE / "mkpki.sh"
 # A cookies.jar TDM wrote after logging in to the mock: with it, TDM restores the session.
 RESTORED_JAR = FIXTURES / "cookies" / "cookies-3.14.5-written-by-TDM-run.jar"
 TDM_VENV_VARIABLE = "TWITCHMINERT_TDM_VENV"
-DEFAULT_TDM_VENV = REPO / ".tdm-venv"
+DEFAULT_TDM_VENV = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "twitchminert" / "tdm-venv"
 MOCK_GAME = "Mock Game"  # the one game with an active campaign in the mock
 TDM_IMPORTS = "import aiohttp, PIL, pystray, truststore, tkinter, gi"
 START_TIMEOUT = 30.0  # mock or proxy up
