@@ -228,9 +228,10 @@ def report(message: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xvfb_keeper", description="Start a private Xvfb and keep it.")
-    parser.add_argument("--program", default="Xvfb")
-    parser.add_argument("--screen", default="1280x720x24")
-    parser.add_argument("--timeout", type=float, default=10.0)
+    # No defaults: Xvfb.start() always says (xvfb.py's XVFB, SCREEN and START_TIMEOUT are the only ones).
+    parser.add_argument("--program", required=True)
+    parser.add_argument("--screen", required=True)
+    parser.add_argument("--timeout", type=float, required=True)
     args = parser.parse_args(argv)
     keeper = Keeper(args.program, args.screen, args.timeout)
     signal.signal(HANGUP, keeper.on_hangup)
