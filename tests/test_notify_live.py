@@ -63,6 +63,8 @@ def test_a_claimed_drop_in_the_demo_is_notified_exactly_once(tmp_path: Path) -> 
 
             wait_until(lambda: claims() >= 1 and len(receiver.messages) >= 1, 60, what="a claim and its message")
             wait_until(lambda: len(receiver.messages) == claims(), 10, what="one message per claim")
+            # The receiver has a message before the sender records it as sent: wait for the record too.
+            wait_until(lambda: len(notifications(daemon)["recent"]) >= len(receiver.messages), 10, what="each message recorded")
             answer = notifications(daemon)
         finally:
             stop_all([daemon], tmp_path)
